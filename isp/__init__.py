@@ -1,0 +1,1 @@
+"""Reference PyTorch implementation of the Modular Neural ISP."""

@@ -1,0 +1,135 @@
+"""Building blocks shared by the photofinishing stages (paper supplementary Sec. C.3–C.6).
+
+* :class:`MultiBranchConv` — the "MBConv" block of Figs. 14–17: three depthwise branches (3x3, 3x3 with dilation 2,
+  5x5), each reflect-padded and followed by LeakyReLU, summed and fused by a 1x1 convolution.
+* :class:`CoordAttention` — coordinate attention (the "CA" block): the feature map is averaged along each spatial
+  axis, both profiles go through one shared 1x1 conv + GroupNorm(4) + LeakyReLU, and two 1x1 convs give sigmoid
+  gates along H and along W that multiply the input.
+* :func:`tone_curve` — the three-parameter tone curve shared by GTM (global a, b, c) and LTM (per-pixel maps),
+  ``x^a / (x^a + (c (1 - x))^b)``, with powers computed as ``exp(e * log(x))`` under the same clamps as the official
+  code (exponent to [-4, 32], logs to [-40, 40]) so it is finite everywhere and stays elementwise exp/log on every
+  mobile backend.
+* BT.709 Y'CbCr conversion used by the chroma stage and the tone edits. Both directions clamp RGB to [0, 1] as the
+  official implementation does.
+
+All LeakyReLUs use slope 0.01. ``EPS`` is the small constant the official code adds to denominators.
+
+Checkpoint key remapping: the official modules name their parts ``_branch1.1`` … ``_fuse`` and ``_conv1``/``_n1``/
+``_conv_h``/``_conv_w``; :data:`BLOCK_KEY_RULES` rewrites those names to ours wherever they appear in a key.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["EPS", "LEAKY_SLOPE", "act", "LeakyReLU", "MultiBranchConv", "CoordAttention", "rgb_to_ycbcr",
+           "ycbcr_to_rgb", "RGB_TO_YCBCR", "YCBCR_TO_RGB", "BLOCK_KEY_RULES", "safe_pow", "tone_curve"]
+
+EPS = 1e-8
+LEAKY_SLOPE = 0.01
+
+#: BT.709 analogue-form matrices (rows give Y, Cb, Cr from R, G, B and back)
+RGB_TO_YCBCR = ((0.2126, 0.7152, 0.0722), (-0.114572, -0.385428, 0.5), (0.5, -0.454153, -0.045847))
+YCBCR_TO_RGB = ((1.0, 0.0, 1.5748), (1.0, -0.1873, -0.4681), (1.0, 1.8556, 0.0))
+
+
+def act(x: torch.Tensor) -> torch.Tensor:
+    """The activation used throughout photofinishing: LeakyReLU(0.01)."""
+    return F.leaky_relu(x, LEAKY_SLOPE)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    """``nn.LeakyReLU(0.01)`` so ``nn.Sequential`` layouts can carry it as a parameter-free layer."""
+
+    def __init__(self) -> None:
+        super().__init__(LEAKY_SLOPE)
+
+
+class MultiBranchConv(nn.Module):
+    """Multi-branch depthwise block. ``(B, C, H, W) -> (B, C, H, W)``; needs H, W > 4 (reflect padding of 2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dw3 = nn.Conv2d(channels, channels, 3, groups=channels)
+        self.dw3_dil2 = nn.Conv2d(channels, channels, 3, dilation=2, groups=channels)
+        self.dw5 = nn.Conv2d(channels, channels, 5, groups=channels)
+        self.fuse = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad1 = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        pad2 = F.pad(x, (2, 2, 2, 2), mode="reflect")
+        y = act(self.dw3(pad1)) + act(self.dw3_dil2(pad2)) + act(self.dw5(pad2))
+        return self.fuse(y)
+
+
+class CoordAttention(nn.Module):
+    """Coordinate attention gate. ``(B, C, H, W) -> (B, C, H, W)``; bottleneck width ``max(8, C // reduction)``."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        mid = max(8, channels // reduction)
+        self.squeeze = nn.Conv2d(channels, mid, 1, bias=False)
+        self.norm = nn.GroupNorm(4, mid)
+        self.gate_h = nn.Conv2d(mid, channels, 1, bias=False)
+        self.gate_w = nn.Conv2d(mid, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        prof_h = x.mean(dim=3, keepdim=True)                      # (B, C, H, 1)
+        prof_w = x.mean(dim=2, keepdim=True).transpose(2, 3)      # (B, C, W, 1)
+        y = act(self.norm(self.squeeze(torch.cat([prof_h, prof_w], dim=2))))   # (B, mid, H+W, 1)
+        y_h, y_w = torch.split(y, [h, w], dim=2)
+        gate_h = torch.sigmoid(self.gate_h(y_h))                  # (B, C, H, 1)
+        gate_w = torch.sigmoid(self.gate_w(y_w.transpose(2, 3)))  # (B, C, 1, W)
+        return x * gate_h * gate_w
+
+
+#: official sub-module names -> ours (applied with ``re.sub`` anywhere in a key)
+BLOCK_KEY_RULES = (
+    (r"\._branch1\.1\.", ".dw3."),
+    (r"\._branch2\.1\.", ".dw3_dil2."),
+    (r"\._branch3\.1\.", ".dw5."),
+    (r"\._fuse\.", ".fuse."),
+    (r"\._conv1\.", ".squeeze."),
+    (r"\._n1\.", ".norm."),
+    (r"\._conv_h\.", ".gate_h."),
+    (r"\._conv_w\.", ".gate_w."),
+)
+
+
+def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB (clamped to [0, 1] first) -> Y'CbCr, Y in [0, 1], Cb/Cr in [-0.5, 0.5]."""
+    m = _matrix(RGB_TO_YCBCR, rgb)
+    return torch.einsum("ij,bjhw->bihw", m, rgb.clamp(0.0, 1.0))
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` Y'CbCr -> RGB clamped to [0, 1]."""
+    m = _matrix(YCBCR_TO_RGB, ycbcr)
+    return torch.einsum("ij,bjhw->bihw", m, ycbcr).clamp(0.0, 1.0)
+
+
+def safe_pow(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``base ** exponent`` for ``base > 0`` as ``exp(clamp(e * clamp(log(base))))``, finite for all inputs.
+
+    ``base`` is clamped to at least ``EPS``, the exponent to [-4, 32], ``log(base)`` and the product to [-40, 40].
+    """
+    logb = torch.log(base.clamp_min(EPS)).clamp(-40.0, 40.0)
+    z = (exponent.clamp(-4.0, 32.0) * logb).clamp(-40.0, 40.0)
+    return torch.exp(z)
+
+
+def tone_curve(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Parametric tone curve ``x^a / (x^a + (c (1 - x))^b + EPS)`` on ``x`` clamped to [EPS, 1 - EPS].
+
+    ``a``, ``b``, ``c`` broadcast against ``x`` (``(B, 1, 1, 1)`` for GTM, ``(B, 1, H, W)`` for LTM). Output in [0, 1].
+    """
+    xc = x.clamp(EPS, 1.0 - EPS)
+    xa = safe_pow(xc, a)
+    rest = safe_pow(c * (1.0 - xc).clamp(EPS, 1.0), b)
+    return xa / (xa + rest + EPS)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-command set-up on a fresh Debian/Ubuntu machine: system packages (when run as root or with sudo),
+# a virtual environment in .venv with the pinned CPU torch and the whole export toolchain, then this project.
+# Usage: bash scripts/setup.sh            (VENV=path to choose another venv location)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+apt_packages="adb bubblewrap"
+if command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    echo "== apt-get install$missing"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing \
+      || echo "warning: could not install$missing; device tests will be skipped" >&2
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt"
+$VENV/bin/python -m pip install -q --upgrade pip setuptools wheel
+echo "== torch (CPU build, pinned)"
+if [ -d /opt/wheels ] && ls /opt/wheels/torch-2.13.0*.whl >/dev/null 2>&1; then
+  $PIP --find-links /opt/wheels torch==2.13.0
+else
+  $PIP torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+fi
+echo "== export toolchain"
+$PIP executorch==1.5.1 torchao==0.18.0 coremltools==9.0
+$PIP tensorflow-cpu==2.21.0
+$PIP onnx==1.23.2 onnxruntime==1.31.1 onnxscript==0.7.2 onnx-graphsurgeon==0.6.1 sng4onnx==2.0.1 \
+     onnxslim==0.1.98 onnxsim==0.8.1 psutil
+$PIP ai-edge-litert==2.3.0 litert-torch==0.10.0 ai-edge-quantizer==0.10.0
+$PIP rawpy==0.28.0 adb-shell==0.4.4
+# Their metadata pins old TF/numpy/onnx and the full tensorflow dist; they run fine with the versions above.
+$PIP --no-deps tf-keras==2.21.0 onnx2tf==1.29.24
+echo "== this project"
+$PIP -e ".[dev]"
+echo "done: $VENV"

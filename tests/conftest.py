@@ -1,0 +1,47 @@
+"""Shared fixtures. The shared data folder (``$ISP_SHARED`` or ``../shared``) is required: under CI a missing
+folder is an error, elsewhere the tests that need it are skipped with the reason."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from isp import paths
+from isp.golden import find_golden_files, load_golden
+
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+def _shared_or_skip():
+    try:
+        return paths.shared_root()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def shared_root():
+    return _shared_or_skip()
+
+
+@pytest.fixture(scope="session")
+def weights_dir(shared_root):
+    return paths.weights_root()
+
+
+@pytest.fixture(scope="session")
+def golden_files(shared_root):
+    return find_golden_files(paths.golden_dir())
+
+
+@pytest.fixture(scope="session")
+def golden_cases(golden_files):
+    return [load_golden(f) for f in golden_files]
+
+
+@pytest.fixture(scope="session")
+def dng_files(shared_root):
+    return sorted(paths.dng_dir().glob("*.dng"))
