@@ -1,0 +1,191 @@
+"""Command line of the reference ISP.
+
+    python -m isp render IN.dng -o OUT.jpg [--style N] [--denoiser lite|base|large] [edits …]
+    python -m isp params [--weights DIR]
+    python -m isp.parity GOLDEN_DIR …            (see isp/parity.py)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from isp import paths
+from isp.edits import EDIT_RANGES, Edits
+
+__all__ = ["build_parser", "main", "render_file", "parameter_table"]
+
+PIPELINE_STEPS = ("denoise", "color", "photofinishing", "upsample", "enhance")
+
+
+def _add_edit_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("edits (ranges are enforced)")
+    flag_names = {"denoise": "denoise-strength", "enhance": "enhance-strength"}
+    for name, (lo, hi, neutral, help_) in EDIT_RANGES.items():
+        flag = "--" + flag_names.get(name, name.replace("_", "-"))
+        g.add_argument(flag, dest=f"edit_{name}", type=float, default=neutral, metavar="X",
+                       help=f"{help_}; range [{lo:g}, {hi:g}], default {neutral:g}")
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--weights", type=Path, default=None,
+                   help="official weights folder (default $ISP_WEIGHTS or <shared>/weights/official)")
+    g.add_argument("--style", type=int, default=0, choices=range(6), help="picture style 0-5 (default 0)")
+    g.add_argument("--denoiser", default="lite", choices=("lite", "base", "large"), help="denoiser size")
+    g.add_argument("--denoiser-camera", default="auto", choices=("auto", "s24", "generic"),
+                   help="S24-specific or generic denoiser; auto = S24 model for Galaxy S24 DNGs, else generic")
+    g.add_argument("--no-lut", action="store_true", help="styles 1-5: use the checkpoints without the 3-D LUT")
+    g.add_argument("--style-mix", default=None, metavar="S:W,…",
+                   help="blend styles for every photofinishing stage, e.g. '1:0.5,5:0.5'")
+    for stage in ("gain", "gtm", "ltm", "chroma", "gamma"):
+        g.add_argument(f"--{stage}-mix", default=None, metavar="S:W,…", help=f"style weights for the {stage} stage")
+    g.add_argument("--ltm-refine", action="store_true",
+                   help="multi-scale LTM with bilateral-solver refinement (reduces halos, slower)")
+    g.add_argument("--solver-iters", type=int, default=80, help="bilateral solver iterations (with --ltm-refine)")
+    g.add_argument("--no-enhance", action="store_true", help="skip the detail-enhancement network")
+    g.add_argument("--tile", type=int, default=1024,
+                   help="run the full-resolution networks in tiles of this size to bound memory (0 = whole frame)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m isp", description="Modular Neural ISP — PyTorch reference")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="render a DNG to JPEG or 16-bit PNG")
+    r.add_argument("input", type=Path, help="input DNG (Bayer RGGB/GRBG/GBRG/BGGR or LinearRaw)")
+    r.add_argument("-o", "--output", type=Path, required=True, help="output .jpg/.jpeg (8-bit) or .png (16-bit)")
+    r.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    r.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
+    r.add_argument("--save-intermediates", type=Path, default=None, metavar="DIR",
+                   help="also write every intermediate stage output as 16-bit PNG into DIR")
+    _add_model_flags(r)
+    _add_edit_flags(r)
+    q = sub.add_parser("params", help="print parameter counts per stage, read from the checkpoints")
+    q.add_argument("--weights", type=Path, default=None)
+    q.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    return p
+
+
+def _edits_from_args(args) -> Edits:
+    return Edits(**{name: getattr(args, f"edit_{name}") for name in EDIT_RANGES})
+
+
+def _mix_from_args(args):
+    from isp.pipeline import StyleMix
+    per_stage = {s: getattr(args, f"{s}_mix") for s in ("gain", "gtm", "ltm", "chroma", "gamma")
+                 if getattr(args, f"{s}_mix")}
+    if not args.style_mix and not per_stage:
+        return None
+    if not args.style_mix and len(per_stage) < 5:
+        missing = [s for s in ("gain", "gtm", "ltm", "chroma", "gamma") if s not in per_stage]
+        per_stage.update({s: f"{args.style}:1" for s in missing})
+    return StyleMix.parse(args.style_mix, per_stage)
+
+
+def _denoiser_name(args, raw_image) -> str:
+    camera = args.denoiser_camera
+    if camera == "auto":
+        camera = "s24" if raw_image.is_galaxy_s24 else "generic"
+    return f"{camera}_{args.denoiser}"
+
+
+def render_file(args) -> dict:
+    """Decode, render and write one file; returns timings and the settings used."""
+    from tqdm import tqdm
+
+    from isp.io.dng import apply_orientation, read_dng
+    from isp.io.image import write_image
+    from isp.pipeline import Pipeline
+
+    edits = _edits_from_args(args)
+    mix = _mix_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    img = read_dng(args.input)
+    denoiser = _denoiser_name(args, img)
+    pipe = Pipeline(args.weights or paths.weights_root(), style=args.style, denoiser=denoiser, mix=mix,
+                    use_lut=False if args.no_lut else None, ltm_refine=args.ltm_refine,
+                    solver_iters=args.solver_iters, tile=args.tile or None, enhance=not args.no_enhance)
+    raw = torch.from_numpy(np.ascontiguousarray(img.rgb.transpose(2, 0, 1)))[None].float()
+    illum = torch.as_tensor(img.illum, dtype=torch.float32)[None]
+    ccm = torch.as_tensor(img.ccm, dtype=torch.float32)[None]
+    timings = {}
+    with tqdm(total=len(PIPELINE_STEPS), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
+        last = [None, time.perf_counter()]
+
+        def on_stage(name: str) -> None:
+            now = time.perf_counter()
+            if last[0] is not None:
+                timings[last[0]] = now - last[1]
+                bar.update(1)
+            last[0], last[1] = name, now
+            bar.set_postfix_str(name)
+
+        out = pipe.run(raw, illum, ccm, edits, progress=on_stage)
+        timings[last[0]] = time.perf_counter() - last[1]
+        bar.update(1)
+    srgb = out["srgb"][0].permute(1, 2, 0).numpy()
+    if not args.no_orientation:
+        srgb = apply_orientation(srgb, img.orientation)
+    write_image(args.output, srgb, quality=args.quality)
+    if args.save_intermediates:
+        args.save_intermediates.mkdir(parents=True, exist_ok=True)
+        for i, key in enumerate(("denoised_raw", "lsrgb", "lsrgb_gain", "lsrgb_gtm", "lsrgb_ltm",
+                                 "processed_lsrgb", "gamma_out", "srgb_upsampled", "srgb")):
+            arr = out[key][0].clamp(0, 1).permute(1, 2, 0).numpy()
+            write_image(args.save_intermediates / f"{args.input.stem}-{i}-{key}.png", arr)
+    return {"input": str(args.input), "output": str(args.output), "denoiser": denoiser, "style": args.style,
+            "edits": edits.as_dict(), "seconds": time.perf_counter() - t0, "stage_seconds": timings}
+
+
+def parameter_table(weights: Path) -> list[dict]:
+    """Trainable parameters of every stage, built from the official checkpoints."""
+    from isp.checkpoints import count_parameters
+    from isp.registry import BuildConfig, build_stage
+
+    rows = []
+    for denoiser in ("s24_lite", "s24_base", "generic_lite", "generic_base"):
+        m = build_stage("denoise", BuildConfig(weights, denoiser=denoiser))
+        rows.append({"stage": "denoise", "variant": denoiser, "params": count_parameters(m)})
+    for style, lut in ((0, False), (1, True)):
+        cfg = BuildConfig(weights, style=style, use_lut=lut)
+        for sid in ("gain", "gtm", "ltm", "chroma", "gamma") + (("lut3d",) if lut else ()):
+            m = build_stage(sid, cfg)
+            rows.append({"stage": sid, "variant": cfg.photofinishing_checkpoint.stem,
+                         "params": count_parameters(m)})
+    m = build_stage("enhance", BuildConfig(weights))
+    rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
+    for sid in ("color", "upsample"):
+        rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
+                                                                                                    BuildConfig(weights)))})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            info = render_file(args)
+            print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, "
+                  f"style {info['style']})")
+            return 0
+        if args.command == "params":
+            rows = parameter_table(args.weights or paths.weights_root())
+            for r in rows:
+                print(f"{r['stage']:<9} {r['variant']:<34} {r['params']:>9,}")
+            pf = [r for r in rows if r["variant"] == "photofinishing_s24-style-0"]
+            print(f"{'photofinishing total (style 0)':<44} {sum(r['params'] for r in pf):>9,}")
+            if args.json:
+                from isp.jsonio import write_json_atomic
+                write_json_atomic(args.json, rows)
+            return 0
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1

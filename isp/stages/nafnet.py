@@ -1,0 +1,239 @@
+"""The NAFNet encoder-decoder shared by the raw denoiser (supp. C.1) and the detail enhancer (supp. C.7).
+
+NAFNet (Chen et al., "Simple Baselines for Image Restoration", ECCV 2022) as the official release configures it:
+
+* a 3x3 stem convolution ``3 -> width``;
+* ``len(encoder_blocks)`` encoder stages, each a run of NAF blocks followed by a stride-2 2x2 convolution that halves
+  the resolution and doubles the channels;
+* a middle stage of ``middle_blocks`` NAF blocks at the lowest resolution;
+* as many decoder stages, each a bias-free 1x1 convolution to twice the channels + pixel shuffle (x2 up, half the
+  channels), an additive skip from the encoder stage of the same resolution, then a run of NAF blocks;
+* a 3x3 output convolution ``width -> 3`` and a global residual: the network predicts a correction to its input.
+
+The input is zero-padded on the bottom/right to a multiple of ``2 ** len(encoder_blocks)`` and the output cropped
+back, so any H, W works. Padding amounts come from the static input shape only.
+
+A NAF block (no activation functions; "gating" supplies the non-linearity), with ``c`` channels::
+
+    y = x + beta  * P(CA(G(DW(E(LN1(x))))))           # E: 1x1 c->2c, DW: 3x3 depthwise, G: split-and-multiply,
+    z = y + gamma * F2(G(F1(LN2(y))))                 # CA: x * 1x1(mean_hw(x)), P: 1x1 c->c, F1: 1x1 c->2c, F2: c->c
+
+``LN`` normalises over the channel axis at every pixel (eps 1e-6, biased variance, learnable per-channel affine).
+
+Export notes: global average pooling is written as ``mean`` over H, W (same maths as adaptive pooling to 1x1); no
+in-place ops; the only shape arithmetic is the pad/crop amount.
+
+Checkpoint keys: the official module names (``in_layer``, ``encoder_blocks``, ``down_layers``, ``middle_blocks``,
+``up_layers``, ``decoder_blocks``, ``out_layer`` and, inside a block, ``norm1``/``conv1``/…/``sca.1``/``beta``)
+are rewritten to ours by :data:`NAFNET_KEY_RULES`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LAYER_NORM_EPS", "NAFNetConfig", "channel_layer_norm", "simple_gate", "pad_to_multiple",
+           "ChannelLayerNorm", "NAFBlock", "NAFNet", "NAFNET_KEY_RULES", "read_nafnet_config"]
+
+#: epsilon added to the per-pixel channel variance (NAFNet's LayerNorm2d default)
+LAYER_NORM_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class NAFNetConfig:
+    """Shape of a NAFNet: stem width, blocks per encoder stage, middle blocks, blocks per decoder stage.
+
+    Field names follow the official JSON configs (``width``, ``middle_block_num``, ``encoder_block_nums``,
+    ``decoder_block_nums``) so ``NAFNetConfig.from_dict(json.load(f))`` reads them directly.
+    """
+    width: int
+    middle_block_num: int
+    encoder_block_nums: tuple[int, ...]
+    decoder_block_nums: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoder_block_nums", tuple(int(n) for n in self.encoder_block_nums))
+        object.__setattr__(self, "decoder_block_nums", tuple(int(n) for n in self.decoder_block_nums))
+        if self.width < 1 or self.middle_block_num < 0:
+            raise ValueError(f"NAFNet config: width must be >= 1 and middle_block_num >= 0, got {self}")
+        if len(self.encoder_block_nums) != len(self.decoder_block_nums):
+            raise ValueError("NAFNet config: encoder_block_nums and decoder_block_nums must have the same length "
+                             f"(one decoder stage per encoder stage), got {self.encoder_block_nums} and "
+                             f"{self.decoder_block_nums}")
+        if any(n < 0 for n in self.encoder_block_nums + self.decoder_block_nums):
+            raise ValueError(f"NAFNet config: block counts must be >= 0, got {self}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NAFNetConfig":
+        keys = ("width", "middle_block_num", "encoder_block_nums", "decoder_block_nums")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise ValueError(f"NAFNet config lacks {missing}; expected keys {list(keys)}")
+        return cls(int(d["width"]), int(d["middle_block_num"]), tuple(d["encoder_block_nums"]),
+                   tuple(d["decoder_block_nums"]))
+
+    @property
+    def depth(self) -> int:
+        """Number of 2x down-sampling steps; inputs are padded to a multiple of ``2 ** depth``."""
+        return len(self.encoder_block_nums)
+
+    @property
+    def bottleneck_width(self) -> int:
+        return self.width * 2 ** self.depth
+
+
+def read_nafnet_config(path: str | Path) -> NAFNetConfig:
+    """Read an official ``configs/*.json``. Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: NAFNet config not found (expected the official release layout, "
+                                "e.g. denoising/configs/lite.json)")
+    try:
+        return NAFNetConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid NAFNet config ({exc})") from exc
+
+
+# ----------------------------------------------------------------------------------------------- pure functions
+
+def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """Normalise ``(B, C, H, W)`` over C at every pixel, then per-channel affine ``weight``/``bias`` of shape (C,)."""
+    mean = x.mean(dim=1, keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(dim=1, keepdim=True)       # biased variance
+    y = centred / torch.sqrt(var + eps)
+    return y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def simple_gate(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 2C, H, W) -> (B, C, H, W)``: first half of the channels times the second half."""
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad ``(B, C, H, W)`` at the bottom and right so H and W become multiples of ``multiple``."""
+    h, w = x.shape[-2], x.shape[-1]
+    return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple))
+
+
+# ----------------------------------------------------------------------------------------------------- modules
+
+class ChannelLayerNorm(nn.Module):
+    """:func:`channel_layer_norm` with learnable ``weight`` (ones) and ``bias`` (zeros). ``(B, C, H, W)``."""
+
+    def __init__(self, channels: int, eps: float = LAYER_NORM_EPS) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class NAFBlock(nn.Module):
+    """One NAF block (see module docstring). ``(B, C, H, W) -> (B, C, H, W)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c, c2 = channels, 2 * channels
+        # spatial-mixing half
+        self.mix_norm = ChannelLayerNorm(c)
+        self.mix_expand = nn.Conv2d(c, c2, 1)
+        self.mix_depthwise = nn.Conv2d(c2, c2, 3, padding=1, groups=c2)
+        self.mix_attention = nn.Conv2d(c, c, 1)          # simplified channel attention on the pooled features
+        self.mix_project = nn.Conv2d(c, c, 1)
+        self.mix_scale = nn.Parameter(torch.zeros(1, c, 1, 1))
+        # feed-forward half
+        self.ffn_norm = ChannelLayerNorm(c)
+        self.ffn_expand = nn.Conv2d(c, c2, 1)
+        self.ffn_project = nn.Conv2d(c, c, 1)
+        self.ffn_scale = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = simple_gate(self.mix_depthwise(self.mix_expand(self.mix_norm(x))))          # (B, C, H, W)
+        t = t * self.mix_attention(t.mean(dim=(2, 3), keepdim=True))                  # gate by (B, C, 1, 1)
+        y = x + self.mix_project(t) * self.mix_scale
+        t = simple_gate(self.ffn_expand(self.ffn_norm(y)))
+        return y + self.ffn_project(t) * self.ffn_scale
+
+
+def _stage(channels: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(*[NAFBlock(channels) for _ in range(blocks)])
+
+
+class NAFNet(nn.Module):
+    """NAFNet U-Net with global residual. ``(B, 3, H, W) -> (B, 3, H, W)`` for any H, W (pad, run, crop).
+
+    The output is not clamped; wrappers decide (the enhancer clamps to [0, 1], the denoiser does not).
+    """
+
+    def __init__(self, config: NAFNetConfig, channels: int = 3) -> None:
+        super().__init__()
+        self.config = config
+        self.multiple = 2 ** config.depth
+        width = config.width
+        self.stem = nn.Conv2d(channels, width, 3, padding=1)
+        self.encoders = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        c = width
+        for n in config.encoder_block_nums:
+            self.encoders.append(_stage(c, n))
+            self.downsamplers.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = _stage(c, config.middle_block_num)
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for n in config.decoder_block_nums:
+            self.upsamplers.append(nn.Conv2d(c, 2 * c, 1, bias=False))   # then pixel shuffle: 2c -> c/2 channels
+            c //= 2
+            self.decoders.append(_stage(c, n))
+        self.head = nn.Conv2d(width, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        xp = pad_to_multiple(x, self.multiple)                          # (B, 3, Hp, Wp), Hp, Wp multiples of 2^depth
+        f = self.stem(xp)                                               # (B, width, Hp, Wp)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downsamplers):
+            f = encoder(f)
+            skips.append(f)
+            f = down(f)                                                 # (B, 2c, h/2, w/2)
+        f = self.middle(f)                                              # (B, width * 2^depth, Hp/2^depth, Wp/2^depth)
+        for decoder, up, skip in zip(self.decoders, self.upsamplers, skips[::-1]):
+            f = F.pixel_shuffle(up(f), 2)                               # (B, c/2, 2h, 2w)
+            f = decoder(f + skip)
+        out = self.head(f) + xp                                         # (B, 3, Hp, Wp)
+        return out[:, :, :h, :w]                                        # (B, 3, H, W)
+
+
+# ------------------------------------------------------------------------------------------- checkpoint remap
+
+#: official NAFNet key names -> ours (``re.sub`` in order). Applies to a bare NAFNet state dict.
+NAFNET_KEY_RULES: Sequence[tuple[str, str]] = (
+    (r"^in_layer\.", "stem."),
+    (r"^out_layer\.", "head."),
+    (r"^encoder_blocks\.", "encoders."),
+    (r"^decoder_blocks\.", "decoders."),
+    (r"^middle_blocks\.", "middle."),
+    (r"^down_layers\.", "downsamplers."),
+    (r"^up_layers\.(\d+)\.0\.", r"upsamplers.\1."),
+    (r"\.norm1\.", ".mix_norm."),
+    (r"\.conv1\.", ".mix_expand."),
+    (r"\.conv2\.", ".mix_depthwise."),
+    (r"\.sca\.1\.", ".mix_attention."),
+    (r"\.conv3\.", ".mix_project."),
+    (r"\.beta$", ".mix_scale"),
+    (r"\.norm2\.", ".ffn_norm."),
+    (r"\.conv4\.", ".ffn_expand."),
+    (r"\.conv5\.", ".ffn_project."),
+    (r"\.gamma$", ".ffn_scale"),
+)
