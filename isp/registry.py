@@ -11,7 +11,11 @@ Conventions for a stage ``nn.Module``:
 * no Python branching on tensor values, no ``.item()``, no in-place slice writes; modes are chosen in ``__init__``.
 * photofinishing stages (gain, gtm, ltm, chroma, gamma) return ``(image, param)`` and also expose
   ``predict(...) -> param`` and ``apply(image_inputs..., param) -> image`` so the pipeline can blend parameters of
-  several styles and the parity check can test the operator on the golden parameter alone.
+  several styles and the parity check can test the operator on the golden parameter alone. Chroma also has
+  ``predict_ycbcr`` / ``apply_ycbcr`` (the pipeline applies tone edits in Y'CbCr just before it).
+* ``lut3d`` returns one tensor and exposes ``table``, ``identity_table()`` and ``apply(x, table)``.
+* export-friendly formulations (no grid_sample, no linalg, pow as exp/log) are chosen by constructor flags and
+  proven equal to the reference formulation in the stage's tests.
 """
 from __future__ import annotations
 
@@ -70,6 +74,10 @@ class BuildConfig:
     @property
     def enhancement_checkpoint(self) -> Path:
         return self.weights / "enhancement" / "models" / f"enhancement_s24-style-{self.style}.pth"
+
+    @property
+    def enhancement_config(self) -> Path:
+        return self.weights / "enhancement" / "configs" / f"enhancement_s24-style-{self.style}.json"
 
     @property
     def denoiser_checkpoint(self) -> Path:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+# idle OpenMP workers sleep instead of spinning: on a shared 2-core machine spinning threads starve each other
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 

@@ -22,7 +22,7 @@ from isp.checkpoints import load_strict, read_state_dict, remap_keys
 from isp.registry import BuildConfig, StageSpec, TensorSpec
 from isp.stages.nafnet import NAFNET_KEY_RULES, NAFNet, NAFNetConfig, read_nafnet_config
 
-__all__ = ["ENHANCER_CONFIG", "clamp_unit", "DetailEnhancer", "KEY_RULES", "enhancement_config_path",
+__all__ = ["ENHANCER_CONFIG", "clamp_unit", "DetailEnhancer", "KEY_RULES", 
            "build_enhancer", "load_enhancer_weights", "SPEC"]
 
 #: the release's enhancement/configs/enhancement_s24-style-N.json (identical for all styles)
@@ -52,12 +52,6 @@ class DetailEnhancer(nn.Module):
 KEY_RULES = tuple(NAFNET_KEY_RULES) + ((r"^", "net."),)
 
 
-def enhancement_config_path(cfg: BuildConfig) -> Path:
-    """``<weights>/enhancement/configs/<checkpoint stem>.json`` (the official config-next-to-model convention)."""
-    ckpt = cfg.enhancement_checkpoint
-    return ckpt.parent.parent / "configs" / f"{ckpt.stem}.json"
-
-
 def load_enhancer_weights(module: DetailEnhancer, checkpoint: str | Path) -> DetailEnhancer:
     """Strictly load an official enhancement ``.pth`` into ``module``; errors name the file."""
     sd = remap_keys(read_state_dict(checkpoint), KEY_RULES)
@@ -78,7 +72,7 @@ def build_enhancer(config: NAFNetConfig | Mapping[str, Any] | None = None,
 
 
 def _build(cfg: BuildConfig) -> DetailEnhancer:
-    return build_enhancer(read_nafnet_config(enhancement_config_path(cfg)), cfg.enhancement_checkpoint)
+    return build_enhancer(read_nafnet_config(cfg.enhancement_config), cfg.enhancement_checkpoint)
 
 
 SPEC = StageSpec(
