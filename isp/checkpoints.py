@@ -63,10 +63,12 @@ def load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str |
     """
     sd = dict(sd)
     own = module.state_dict()
+    buffers = dict(module.named_buffers())          # includes non-persistent ones
     for k in ignore:
         if k in sd:
             v = sd.pop(k)
-            if k in own and (own[k].shape != v.shape or not torch.allclose(own[k].float(), v.float(), atol=1e-6)):
+            ref = own.get(k, buffers.get(k))
+            if ref is not None and (ref.shape != v.shape or not torch.allclose(ref.float(), v.float(), atol=1e-6)):
                 raise ValueError(f"{source}: constant {k!r} differs from the value this project rebuilds")
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))

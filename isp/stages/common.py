@@ -98,20 +98,21 @@ BLOCK_KEY_RULES = (
 )
 
 
-def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+def _mix3(x: torch.Tensor, rows) -> torch.Tensor:
+    """``rows @ x`` over the channel axis of a ``(B, 3, H, W)`` tensor, as plain elementwise arithmetic (no constant
+    tensors are created, so exported graphs stay free of copies and the op stays on every delegate)."""
+    c0, c1, c2 = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return torch.cat([r[0] * c0 + r[1] * c1 + r[2] * c2 for r in rows], dim=1)
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB (clamped to [0, 1] first) -> Y'CbCr, Y in [0, 1], Cb/Cr in [-0.5, 0.5]."""
-    m = _matrix(RGB_TO_YCBCR, rgb)
-    return torch.einsum("ij,bjhw->bihw", m, rgb.clamp(0.0, 1.0))
+    return _mix3(rgb.clamp(0.0, 1.0), RGB_TO_YCBCR)
 
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` Y'CbCr -> RGB clamped to [0, 1]."""
-    m = _matrix(YCBCR_TO_RGB, ycbcr)
-    return torch.einsum("ij,bjhw->bihw", m, ycbcr).clamp(0.0, 1.0)
+    return _mix3(ycbcr, YCBCR_TO_RGB).clamp(0.0, 1.0)
 
 
 def safe_pow(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:

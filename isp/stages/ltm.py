@@ -20,7 +20,9 @@ Slicing comes in two interchangeable formulations, chosen with ``slicing=`` in t
 * ``"mobile"`` — a 4-D bilinear resize (``align_corners=True``) of the grid seen as ``(B, 5*18, 64, 64)`` to the
   image size, then a tent-weighted sum over the 18 depth slices, the depth coordinate ``(g + 1) / 2 * 17`` clamped
   to [0, 17] (border padding). Trilinear interpolation is separable, so both agree to float rounding (~1e-6); the
-  mobile one avoids 5-D ``grid_sample``, which no mobile converter accepts (``shared/toolchain/README.md``).
+  mobile one avoids 5-D ``grid_sample``, which no mobile converter accepts (``shared/toolchain/README.md``). Its
+  price is memory: the resized grid holds 90 floats per pixel (~270 MB in float32 for a 1000 x 750 quarter-res
+  frame), so a runtime may want to run it in row bands.
 
 Optional refinement (``refine=True``, supplementary B.1 then A): the coefficient maps are predicted at the scales
 1, 1/2, 1/4, 1/8, 1/16 (inputs downsampled bilinearly, guidance map and 384x384 grid-net input each smoothed by a
@@ -52,7 +54,7 @@ from isp.registry import BuildConfig, StageSpec, TensorSpec
 from isp.stages.common import BLOCK_KEY_RULES, EPS, CoordAttention, MultiBranchConv, act, tone_curve
 
 __all__ = ["NUM_MAPS", "GRID_DEPTH", "GRID_SIZE", "NET_INPUT_SIZE", "REFINE_SCALES", "SLICING_MODES",
-           "slice_grid_reference", "slice_grid_mobile", "apply_ltm", "box_blur5", "bilateral_solver",
+           "slice_grid_reference", "slice_grid_mobile", "apply_ltm", "luma", "box_blur5", "bilateral_solver",
            "map_roughness", "GuidanceBranch", "MultiScaleGuidance", "GridNet", "LocalToneMapping", "KEY_RULES",
            "load_ltm", "SPEC"]
 
@@ -118,6 +120,12 @@ def apply_ltm(x_gain: torch.Tensor, x_gtm: torch.Tensor, ltm_param: torch.Tensor
     return (1.0 - weight) * x_gtm + weight * local
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W) -> (B, 1, H, W)`` with the BT.601 weights the solver uses for its guide."""
+    lw = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * lw).sum(dim=1, keepdim=True)
+
+
 def box_blur5(t: torch.Tensor) -> torch.Tensor:
     """5x5 box filter on a reflect-padded tensor (the smoothing of supplementary B.1). Needs H, W > 2."""
     return F.avg_pool2d(F.pad(t, (2, 2, 2, 2), mode="reflect"), kernel_size=5, stride=1)
@@ -134,8 +142,7 @@ def bilateral_solver(guide: torch.Tensor, maps: torch.Tensor, iters: int, kernel
     returns ``maps`` unchanged. Needs H, W > kernel // 2.
     """
     if guide.shape[1] == 3:
-        lw = torch.tensor(LUMA_WEIGHTS, dtype=guide.dtype, device=guide.device).view(1, 3, 1, 1)
-        guide = (guide * lw).sum(dim=1, keepdim=True)
+        guide = luma(guide)
     b, c, h, w = maps.shape
     pad = kernel // 2
     k2 = kernel * kernel
@@ -153,11 +160,22 @@ def bilateral_solver(guide: torch.Tensor, maps: torch.Tensor, iters: int, kernel
     return out
 
 
-def map_roughness(maps: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between horizontally and vertically adjacent pixels, per batch item ``(B,)``."""
-    dx = (maps[..., :, 1:] - maps[..., :, :-1]).abs().mean(dim=(1, 2, 3))
-    dy = (maps[..., 1:, :] - maps[..., :-1, :]).abs().mean(dim=(1, 2, 3))
-    return dx + dy
+def map_roughness(maps: torch.Tensor, guide: torch.Tensor | None = None, flat: float = 0.01) -> torch.Tensor:
+    """Mean absolute difference between horizontally and vertically adjacent pixels, per batch item ``(B,)``.
+
+    With ``guide`` (``(B, 1, H, W)`` luma or ``(B, 3, H, W)`` RGB), only pixel pairs whose guide values differ by
+    less than ``flat`` count: the roughness inside flat image regions, where halos show and where the edge-aware
+    refinement smooths (it keeps, and may sharpen, the map edges that follow image edges).
+    """
+    dx = (maps[..., :, 1:] - maps[..., :, :-1]).abs().mean(dim=1)           # (B, H, W-1)
+    dy = (maps[..., 1:, :] - maps[..., :-1, :]).abs().mean(dim=1)           # (B, H-1, W)
+    if guide is None:
+        return dx.mean(dim=(1, 2)) + dy.mean(dim=(1, 2))
+    g = luma(guide) if guide.shape[1] == 3 else guide
+    mx = ((g[..., :, 1:] - g[..., :, :-1]).abs() < flat).to(maps.dtype)[:, 0]
+    my = ((g[..., 1:, :] - g[..., :-1, :]).abs() < flat).to(maps.dtype)[:, 0]
+    return ((dx * mx).sum(dim=(1, 2)) / mx.sum(dim=(1, 2)).clamp_min(1.0)
+            + (dy * my).sum(dim=(1, 2)) / my.sum(dim=(1, 2)).clamp_min(1.0))
 
 
 # ----------------------------------------------------------------------------------------------- networks
@@ -167,7 +185,7 @@ def _conv3(cin: int, cout: int) -> nn.Conv2d:
 
 
 class GuidanceBranch(nn.Module):
-    """One scale of the guidance network: ``(B, 1, h, w) -> (B, 24, h, w)``; needs h, w > 4."""
+    """One scale of the guidance network: ``(B, 1, h, w) -> (B, 24, h, w)``; needs h, w >= 3."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -248,8 +266,8 @@ class LocalToneMapping(nn.Module):
     """LTM stage: ``forward(x_gain, x_gtm) -> (x_ltm, ltm_param)``.
 
     ``x_gain``: ``(B, 3, H, W)`` gain-adjusted linear sRGB (may exceed 1); ``x_gtm``: ``(B, 3, H, W)`` in [0, 1];
-    ``ltm_param``: ``(B, 5, H, W)`` maps (W', A, B, C, G). H, W > 4 on the default path (the guidance network's
-    1/4 branch is reflect-padded); at least 192 with ``refine=True``.
+    ``ltm_param``: ``(B, 5, H, W)`` maps (W', A, B, C, G). H, W >= 12 on the default path (the guidance network's
+    1/4 branch is reflect-padded by 2); at least 192 with ``refine=True``.
 
     ``slicing``: ``"reference"`` (5-D grid_sample) or ``"mobile"`` (resize + tent weights, export friendly).
     ``refine``: multi-scale prediction + bilateral-solver refinement with ``solver_iters`` iterations.
@@ -355,13 +373,13 @@ SPEC = StageSpec(
     id="ltm",
     build=_build,
     inputs=(
-        TensorSpec("lsrgb_gain", "B,3,H/4,W/4", (0.0, math.inf), "linear sRGB after digital gain (may exceed 1)"),
+        TensorSpec("lsrgb_gain", "B,3,H/4,W/4", None, "gain-scaled linear sRGB (may exceed 1)"),
         TensorSpec("lsrgb_gtm", "B,3,H/4,W/4", (0.0, 1.0), "after global tone mapping"),
     ),
     outputs=(
         TensorSpec("lsrgb_ltm", "B,3,H/4,W/4", (0.0, 1.0), "after local tone mapping"),
-        TensorSpec("ltm_param", "B,5,H/4,W/4", (0.0, math.inf),
-                   "sliced maps W' (pre-sigmoid blend weight), A, B, C, G (local gain); softplus outputs"),
+        TensorSpec("ltm_param", "B,5,H/4,W/4", None,
+                   "sliced maps W' (pre-sigmoid blend weight), A, B, C, G (local gain); all >= 0"),
     ),
     resolution="quarter",
     paper="Sec. 2.3 Eqs. (6)-(7); supp. C.5 (network, Fig. 16), A and B.1 (optional refinement)",
