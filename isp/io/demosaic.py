@@ -6,8 +6,8 @@ Neural ISP demosaics its DNG input with the colour-demosaicing package's impleme
 ``isp.io.read_dng`` reproduces the golden ``raw`` tensors. The steps:
 
 1. **Directional green** (paper Sec. II-A, Eq. (3)): at every red/blue site estimate G twice, horizontally and
-   vertically, with the 5-tap filter ``[-1/4, 1/2, 1/2, 1/2, -1/4]`` (average of the two green neighbours plus a
-   Laplacian correction from the same-colour samples two pixels away).
+   vertically: the mean of the two green neighbours (``h0 = [0, 1/2, 0, 1/2, 0]``) plus a Laplacian correction from
+   the same-colour samples (``h1 = [-1/4, 0, 1/2, 0, -1/4]``), filtered separately and summed like the reference.
 2. **A posteriori decision** (Sec. II-B, Eqs. (5)-(7)): colour differences ``C = R-G`` / ``B-G`` at red/blue sites
    for both estimates; gradients of ``C`` across two pixels along each direction; classifier ``d_H`` / ``d_V`` sums
    those gradients over a 5x5 window (weights 1 and 3, the centre column/row counted 3x). Where ``d_V >= d_H`` the
@@ -22,7 +22,7 @@ Boundary handling follows the reference implementation exactly (it matters for p
 filters use whole-sample mirror padding (``scipy.ndimage`` ``mode="mirror"`` = numpy ``"reflect"``); the two-pixel
 colour-difference gradient reflects past the right/bottom edge; the 5x5 classifier window zero-pads.
 
-The output is float (same dtype family as the input, computed in float64), **not** clipped: values slightly below
+The output is float64 (the reference promotes its input to float64 too) and **not** clipped: values slightly below
 0 or above the input range appear near edges. The caller clips (``read_dng`` clips to [0, 1] as the official
 pipeline does).
 """
@@ -31,19 +31,20 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve, convolve1d
 
-__all__ = ["BAYER_PATTERNS", "bayer_masks", "demosaic_menon2007", "demosaic_bilinear"]
+__all__ = ["BAYER_PATTERNS", "TILE_HALO", "bayer_masks", "demosaic_menon2007", "demosaic_bilinear"]
 
 #: the 2x2 Bayer arrangements this module supports, read row-major from the top-left photosite
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
-# 5-tap horizontal green interpolator (sum of the paper's h0 and h1)
-_G_INTERP = np.array([-0.25, 0.5, 0.5, 0.5, -0.25])
+# green interpolation: neighbour mean h0 and same-colour Laplacian h1 (paper Eq. (3))
+_H0 = np.array([0.0, 0.5, 0.0, 0.5, 0.0])
+_H1 = np.array([-0.25, 0.0, 0.5, 0.0, -0.25])
 # two-neighbour average for colour differences
 _PAIR_MEAN = np.array([0.5, 0.0, 0.5])
 # three-tap mean used by the refining step
 _MEAN3 = np.full(3, 1.0 / 3.0)
-# classifier window, oriented for the horizontal direction: weights 1 on columns 0 and +2, 3 on the centre row,
-# and the odd (+1) column; applied as a true convolution (flipped), like the reference implementation
+# classifier window of the horizontal gradients (the vertical one is its transpose), applied as a true (flipped)
+# convolution with zero padding like the reference: weight 3 on the centre row, 1 one and two rows away
 _CLASSIFIER_H = np.array([[0, 0, 1, 0, 1],
                           [0, 0, 0, 1, 0],
                           [0, 0, 3, 0, 3],
@@ -79,24 +80,51 @@ def _cols_with(mask: np.ndarray) -> np.ndarray:
     return np.broadcast_to(mask.any(axis=0, keepdims=True), mask.shape)
 
 
-def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = True) -> np.ndarray:
+#: tile overlap in pixels (even, to keep the CFA phase): more than the reach of every Menon step (8 suffices)
+TILE_HALO = 16
+
+
+def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = True,
+                       tile: int | None = 1024) -> np.ndarray:
     """Demosaic a Bayer mosaic with DDFAPD (Menon 2007).
 
     Args:
         cfa: (H, W) mosaic, any real dtype (computed in float64); H, W >= 3 (mirror padding needs 2 samples).
         pattern: one of ``BAYER_PATTERNS``, the colours of the top-left 2x2 block read row by row.
         refine: run the paper's refining step (Sec. III), as the reference implementation does by default.
+        tile: process in ``tile`` x ``tile`` blocks with a ``TILE_HALO`` margin (rounded up to even) to bound
+            memory and stay in cache; the result is bit-identical to a single pass because every block sees the
+            whole neighbourhood its pixels depend on and block origins keep the CFA phase. ``None``: one pass.
 
     Returns:
-        (H, W, 3) float64 RGB, not clipped. Samples at their own CFA sites are kept as given, except the green
-        channel is never altered at green sites and R/B at their own sites are kept too (refining changes only
-        interpolated values).
+        (H, W, 3) float64 RGB, not clipped. Each photosite keeps its own sample in its own channel; refining only
+        changes interpolated values.
     """
     cfa = np.asarray(cfa, dtype=np.float64)
     if cfa.ndim != 2:
         raise ValueError(f"demosaic_menon2007 expects a 2-D (H, W) mosaic, got shape {cfa.shape}")
     if min(cfa.shape) < 3:
         raise ValueError(f"demosaic_menon2007 needs at least 3x3 pixels, got {cfa.shape}")
+    bayer_masks((2, 2), pattern)                      # validates the pattern before any work
+    h, w = cfa.shape
+    if tile is None or (h <= tile + 2 * TILE_HALO and w <= tile + 2 * TILE_HALO):
+        return _menon_single(cfa, pattern, refine)
+    step = max(2, int(tile) // 2 * 2)
+    out = np.empty((h, w, 3), dtype=np.float64)
+    for y0 in range(0, h, step):
+        y1 = min(y0 + step, h)
+        ry0, ry1 = max(0, y0 - TILE_HALO), min(h, y1 + TILE_HALO)
+        for x0 in range(0, w, step):
+            x1 = min(x0 + step, w)
+            rx0, rx1 = max(0, x0 - TILE_HALO), min(w, x1 + TILE_HALO)
+            # block origins are even (step and halo are even), so the block has the same CFA phase
+            block = _menon_single(cfa[ry0:ry1, rx0:rx1], pattern, refine)
+            out[y0:y1, x0:x1] = block[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+    return out
+
+
+def _menon_single(cfa: np.ndarray, pattern: str, refine: bool) -> np.ndarray:
+    """One-pass DDFAPD over a whole (H, W) float64 mosaic (see module docstring for the steps)."""
     r_m, g_m, b_m = bayer_masks(cfa.shape, pattern)
 
     r = np.where(r_m, cfa, 0.0)
@@ -104,8 +132,8 @@ def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = Tr
     b = np.where(b_m, cfa, 0.0)
 
     # 1. directional green estimates at red/blue sites
-    g_hor = np.where(g_m, g, _h(cfa, _G_INTERP))
-    g_ver = np.where(g_m, g, _v(cfa, _G_INTERP))
+    g_hor = np.where(g_m, g, _h(cfa, _H0) + _h(cfa, _H1))
+    g_ver = np.where(g_m, g, _v(cfa, _H0) + _v(cfa, _H1))
 
     # 2. a posteriori decision on the colour-difference gradients
     rb_m = r_m | b_m
