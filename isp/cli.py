@@ -19,8 +19,6 @@ from isp.edits import EDIT_RANGES, Edits
 
 __all__ = ["build_parser", "main", "render_file", "parameter_table"]
 
-PIPELINE_STEPS = ("denoise", "color", "photofinishing", "upsample", "enhance")
-
 
 def _add_edit_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("edits (ranges are enforced)")
@@ -116,7 +114,7 @@ def render_file(args) -> dict:
     illum = torch.as_tensor(img.illum, dtype=torch.float32)[None]
     ccm = torch.as_tensor(img.ccm, dtype=torch.float32)[None]
     timings = {}
-    with tqdm(total=len(PIPELINE_STEPS), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=len(pipe.steps), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
         last = [None, time.perf_counter()]
 
         def on_stage(name: str) -> None:

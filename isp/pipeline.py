@@ -27,6 +27,7 @@ from isp import paths
 from isp.edits import (Edits, adjust_contrast, adjust_highlights, adjust_saturation, adjust_shadows,
                        adjust_vibrance, apply_exposure, luma_chroma_denoise, sharpen)
 from isp.registry import NUM_STYLES, BuildConfig, build_stage
+from isp.stages import color as color_stage
 from isp.stages.common import rgb_to_ycbcr, ycbcr_to_rgb
 from isp.stages.upsample import downsample
 from isp.tiling import run_tiled
@@ -36,6 +37,8 @@ __all__ = ["StyleMix", "Pipeline", "PHOTOFINISHING_STAGES", "MIN_SIZE"]
 PHOTOFINISHING_STAGES = ("gain", "gtm", "ltm", "chroma", "gamma")
 #: smallest frame the photofinishing networks accept (1/4-res guidance pyramid + reflect padding)
 MIN_SIZE = 64
+#: smallest frame with LTM refinement (its 1/16-scale pass must still feed the guidance pyramid)
+MIN_SIZE_REFINE = 4 * 192
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Pipeline:
                  enhance: bool = True) -> None:
         self.weights = Path(weights) if weights is not None else paths.weights_root()
         self.mix = mix or StyleMix.single(style)
+        self.ltm_refine = ltm_refine
         self.tile, self.overlap = tile, overlap
         first = self.mix.styles[0] if self.mix.styles else style
         self.style = first
@@ -145,23 +149,29 @@ class Pipeline:
                 stages["lut3d"] = build_stage("lut3d", cfg)
             self.photofinishing[s] = stages
 
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The progress steps :meth:`run` reports, in order."""
+        pf = PHOTOFINISHING_STAGES if self.mix.is_single else ("photofinishing",)
+        return ("denoise", "color", "downsample") + pf + ("upsample", "enhance")
+
     # ------------------------------------------------------------------------------------------ validation
-    @staticmethod
-    def check_inputs(raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor) -> None:
+    def check_inputs(self, raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor) -> None:
         """Raise ``ValueError`` (expected vs got, and the fix) for inputs the pipeline cannot take."""
         if not isinstance(raw, torch.Tensor) or raw.ndim != 4 or raw.shape[1] != 3:
             got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
             raise ValueError(f"raw must be a (B, 3, H, W) demosaiced tensor, got {got}; "
                              "decode DNGs with isp.io.dng.read_dng")
         b, _, h, w = raw.shape
-        if h < MIN_SIZE or w < MIN_SIZE:
-            raise ValueError(f"raw must be at least {MIN_SIZE}x{MIN_SIZE}, got {h}x{w}")
+        least = MIN_SIZE_REFINE if self.ltm_refine else MIN_SIZE
+        if h < least or w < least:
+            why = " with LTM refinement" if self.ltm_refine else ""
+            raise ValueError(f"raw must be at least {least}x{least}{why}, got {h}x{w}")
         if not raw.is_floating_point():
             raise ValueError(f"raw must be floating point in [0, 1], got {raw.dtype}")
-        if tuple(illum.shape) != (b, 3):
-            raise ValueError(f"illum must be (B, 3) = ({b}, 3), got {tuple(illum.shape)}")
-        if tuple(ccm.shape) != (b, 3, 3):
-            raise ValueError(f"ccm must be (B, 3, 3) = ({b}, 3, 3), got {tuple(ccm.shape)}")
+        color_stage.check_inputs(raw, illum, ccm)
+        if illum.shape[0] != b or ccm.shape[0] != b:
+            raise ValueError(f"illum and ccm need the batch size of raw ({b}), got {illum.shape[0]} and {ccm.shape[0]}")
         if not torch.isfinite(raw).all():
             raise ValueError("raw contains NaN or infinite values")
 
@@ -173,12 +183,14 @@ class Pipeline:
 
     # -------------------------------------------------------------------------------------- photofinishing
     def _chain(self, style: int, x: torch.Tensor, edits: Edits, params: Mapping[str, torch.Tensor | None],
-               lut_table: torch.Tensor | None, enabled: Mapping[str, bool]) -> dict[str, torch.Tensor]:
+               lut_table: torch.Tensor | None, enabled: Mapping[str, bool],
+               say: Callable[[str], None] = lambda _s: None) -> dict[str, torch.Tensor]:
         """One photofinishing pass. ``params[stage]`` overrides the prediction; disabled stages are identity."""
         st = self.photofinishing[style]
         out: dict[str, torch.Tensor] = {"lsrgb_ds": x}
 
         def run(stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+            say(stage)
             p = params.get(stage)
             if p is None:
                 p = st[stage].predict(*inputs)
@@ -190,6 +202,7 @@ class Pipeline:
         x_ltm = run("ltm", x_gain, x_gtm) if enabled["ltm"] else x_gtm
         out.update(lsrgb_gain=x_gain, lsrgb_gtm=x_gtm, lsrgb_ltm=x_ltm)
 
+        say("chroma")
         ycc = rgb_to_ycbcr(x_ltm)
         if edits.contrast:
             ycc = adjust_contrast(ycc, edits.contrast)
@@ -232,13 +245,16 @@ class Pipeline:
                 blended = blended + w * identity
         return blended
 
-    def photofinish(self, lsrgb_ds: torch.Tensor, edits: Edits = Edits()) -> dict[str, torch.Tensor]:
-        """Photofinishing of a 1/4-resolution linear sRGB image under the configured style mix."""
+    def photofinish(self, lsrgb_ds: torch.Tensor, edits: Edits = Edits(),
+                    say: Callable[[str], None] = lambda _s: None) -> dict[str, torch.Tensor]:
+        """Photofinishing of a 1/4-resolution linear sRGB image under the configured style mix.
+
+        ``say(stage)`` is called as each photofinishing stage starts (single-style renders only)."""
         mix = self.mix
         if mix.is_single:
             s = mix.styles[0]
             lut = self.photofinishing[s]["lut3d"].table if "lut3d" in self.photofinishing[s] else None
-            return self._chain(s, lsrgb_ds, edits, {}, lut, {k: True for k in PHOTOFINISHING_STAGES})
+            return self._chain(s, lsrgb_ds, edits, {}, lut, {k: True for k in PHOTOFINISHING_STAGES}, say)
         # 1) each style's own chain, 2) blend parameters per stage, 3) one final chain with blended parameters
         per_style = {}
         for s in mix.styles:
@@ -263,7 +279,9 @@ class Pipeline:
         """Render ``raw`` (B, 3, H, W) in [0, 1] with white balance ``illum`` (B, 3) and ``ccm`` (B, 3, 3).
 
         Returns every intermediate under its golden-file name; the final image is ``out["srgb"]``.
-        ``progress(stage_id)`` is called as each stage starts.
+        ``progress(step)`` is called as each step starts: denoise, color, downsample, gain, gtm, ltm, chroma
+        (with tone edits and the 3-D LUT), gamma, upsample, enhance (with sharpening); a style mix reports its whole
+        photofinishing as one step.
         """
         self.check_inputs(raw, illum, ccm)
         say = progress or (lambda _s: None)
@@ -278,8 +296,13 @@ class Pipeline:
         if edits.luma_denoise or edits.chroma_denoise:
             lsrgb = ycbcr_to_rgb(luma_chroma_denoise(rgb_to_ycbcr(lsrgb), edits.luma_denoise, edits.chroma_denoise))
         out["lsrgb"] = lsrgb
-        say("photofinishing")
-        pf = self.photofinish(downsample(lsrgb), edits)
+        say("downsample")
+        lsrgb_ds = downsample(lsrgb)
+        if self.mix.is_single:
+            pf = self.photofinish(lsrgb_ds, edits, say)
+        else:
+            say("photofinishing")
+            pf = self.photofinish(lsrgb_ds, edits)
         out.update(pf)
         say("upsample")
         up = self.upsample(lsrgb, pf["lsrgb_ds"], pf["gamma_out"])
