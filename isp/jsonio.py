@@ -33,6 +33,9 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; reports are ordinary files
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(to_jsonable(payload), fh, indent=1)

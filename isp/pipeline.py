@@ -211,7 +211,9 @@ class Pipeline:
         if lut_table is not None:
             rgb = ycbcr_to_rgb(ycc) if edits.tone_edits else x_ltm
             lut_stage = st.get("lut3d") or next(s["lut3d"] for s in self.photofinishing.values() if "lut3d" in s)
-            ycc = rgb_to_ycbcr(lut_stage.apply(rgb, lut_table))
+            lut_out = lut_stage.apply(rgb, lut_table)
+            out["lsrgb_lut"] = lut_out
+            ycc = rgb_to_ycbcr(lut_out)
         if enabled["chroma"]:
             chroma = st["chroma"]
             p = params.get("chroma")
