@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import posixpath
 import shlex
 import sys
@@ -432,51 +433,57 @@ class AndroidDevice:
             raise FileNotFoundError(f"model {model} does not exist")
         local_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"isp_bench_{model.stem}_"))
         local_dir.mkdir(parents=True, exist_ok=True)
-        if isinstance(inputs, Mapping):
-            in_dir = local_dir / "inputs"
-            in_dir.mkdir(exist_ok=True)
-            for name, arr in inputs.items():
-                np.save(in_dir / (sanitize_name(name) + ".npy"), np.asarray(arr), allow_pickle=False)
-        else:
-            in_dir = Path(inputs)
-        input_files = sorted(in_dir.glob("*.npy"))
-        if not input_files:
-            raise FileNotFoundError(f"no .npy inputs in {in_dir}")
+        own_dir = out_dir is None
+        try:
+            if isinstance(inputs, Mapping):
+                in_dir = local_dir / "inputs"
+                in_dir.mkdir(exist_ok=True)
+                for name, arr in inputs.items():
+                    np.save(in_dir / (sanitize_name(name) + ".npy"), np.asarray(arr), allow_pickle=False)
+            else:
+                in_dir = Path(inputs)
+            input_files = sorted(in_dir.glob("*.npy"))
+            if not input_files:
+                raise FileNotFoundError(f"no .npy inputs in {in_dir}")
 
-        r_model = f"{self.root}/models/{model.name}"
-        r_inputs = f"{self.root}/inputs/{model.stem}"
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        r_run = f"{self.root}/runs/{run_id}"
-        sidecars = [p for p in model.parent.glob(model.name + ".*") if p.is_file()] + [Path(p) for p in extra_files]
-        files = list(runner.files) + [(model, r_model, False)]
-        files += [(p, f"{self.root}/models/{p.name}", False) for p in sidecars]
-        files += [(p, f"{r_inputs}/{p.name}", False) for p in input_files]
-        push = self.push(files)
+            r_model = f"{self.root}/models/{model.name}"
+            r_inputs = f"{self.root}/inputs/{model.stem}"
+            run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            r_run = f"{self.root}/runs/{run_id}"
+            sidecars = [p for p in model.parent.glob(model.name + ".*") if p.is_file()] + [Path(p) for p in extra_files]
+            files = list(runner.files) + [(model, r_model, False)]
+            files += [(p, f"{self.root}/models/{p.name}", False) for p in sidecars]
+            files += [(p, f"{r_inputs}/{p.name}", False) for p in input_files]
+            push = self.push(files)
 
-        self.shell(f"rm -rf {_q(r_run)} && mkdir -p {_q(r_run)}/outputs", check=True)
-        argv = list(runner.argv) + ["--model", r_model, "--inputs", r_inputs, "--outputs", f"{r_run}/outputs",
-                                    "--warmup", str(warmup), "--iterations", str(iterations),
-                                    "--timings", f"{r_run}/timings.json"]
-        if threads:
-            argv += ["--threads", str(threads)]
-        argv += list(extra_args)
-        t0 = time.monotonic()
-        res = self.run(argv, timeout_s=timeout_s, env=runner.env, cwd=r_run)
-        wall = time.monotonic() - t0
-        if res.returncode != 0:
-            raise RunnerCrashed(self.serial, res.returncode, res.stderr_tail(), model.name)
+            self.shell(f"rm -rf {_q(r_run)} && mkdir -p {_q(r_run)}/outputs", check=True)
+            argv = list(runner.argv) + ["--model", r_model, "--inputs", r_inputs, "--outputs", f"{r_run}/outputs",
+                                        "--warmup", str(warmup), "--iterations", str(iterations),
+                                        "--timings", f"{r_run}/timings.json"]
+            if threads:
+                argv += ["--threads", str(threads)]
+            argv += list(extra_args)
+            t0 = time.monotonic()
+            res = self.run(argv, timeout_s=timeout_s, env=runner.env, cwd=r_run)
+            wall = time.monotonic() - t0
+            if res.returncode != 0:
+                raise RunnerCrashed(self.serial, res.returncode, res.stderr_tail(), model.name)
 
-        out_local = local_dir / "outputs"
-        out_local.mkdir(exist_ok=True)
-        outputs = {}
-        timings_path = self.pull(f"{r_run}/timings.json", local_dir / "timings.json")
-        timings = json.loads(timings_path.read_text())
-        for entry in timings.get("outputs", []):
-            f = self.pull(f"{r_run}/outputs/{entry['file']}", out_local / entry["file"])
-            outputs[entry["name"]] = np.load(f, allow_pickle=False)
-        if not keep_remote:
-            self.shell(f"rm -rf {_q(r_run)}")
-        return RunResult(model.name, outputs, timings, local_dir, push, wall, res.text, res.err_text)
+            out_local = local_dir / "outputs"
+            out_local.mkdir(exist_ok=True)
+            outputs = {}
+            timings_path = self.pull(f"{r_run}/timings.json", local_dir / "timings.json")
+            timings = json.loads(timings_path.read_text())
+            for entry in timings.get("outputs", []):
+                f = self.pull(f"{r_run}/outputs/{entry['file']}", out_local / entry["file"])
+                outputs[entry["name"]] = np.load(f, allow_pickle=False)
+            if not keep_remote:
+                self.shell(f"rm -rf {_q(r_run)}")
+            return RunResult(model.name, outputs, timings, local_dir, push, wall, res.text, res.err_text)
+        except BaseException:
+            if own_dir:                    # a failed run leaves no temporary folder behind
+                shutil.rmtree(local_dir, ignore_errors=True)
+            raise
 
 
 # ----------------------------------------------------------------------------------------------------------------------

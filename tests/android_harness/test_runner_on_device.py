@@ -34,5 +34,6 @@ class TestRunner:
         if fmt != "onnx":
             return  # one format is enough for the re-run check (each Python start-up in the device costs seconds)
         again = pixel8_device.run_model(host_runner_spec(sys.executable, pixel8_device.root), model,
-                                        {INPUT_NAMES[fmt]: tiny.example}, warmup=0, iterations=1, timeout_s=120)
+                                        {INPUT_NAMES[fmt]: tiny.example}, warmup=0, iterations=1, timeout_s=120,
+                                        out_dir=tmp_path / "again")
         assert again.push.pushed == [] and again.push.bytes_pushed == 0
