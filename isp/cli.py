@@ -157,6 +157,9 @@ def parameter_table(weights: Path) -> list[dict]:
             m = build_stage(sid, cfg)
             rows.append({"stage": sid, "variant": cfg.photofinishing_checkpoint.stem,
                          "params": count_parameters(m)})
+    from isp.stages.denoise import build_denoiser
+    rows.append({"stage": "denoise", "variant": "large (config only; no weights here)",
+                 "params": count_parameters(build_denoiser("large"))})
     m = build_stage("enhance", BuildConfig(weights))
     rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
     for sid in ("color", "upsample"):
@@ -170,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "render":
             info = render_file(args)
-            print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, "
-                  f"style {info['style']})")
+            style = f"style mix {args.style_mix}" if args.style_mix else f"style {info['style']}"
+            print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, {style})")
             return 0
         if args.command == "params":
             rows = parameter_table(args.weights or paths.weights_root())
