@@ -60,7 +60,7 @@ def _to_hwc_float(img, path) -> np.ndarray:
 def _quantise(a: np.ndarray, bits: int) -> np.ndarray:
     peak = (1 << bits) - 1
     q = np.rint(np.clip(a.astype(np.float64), 0.0, 1.0) * peak)
-    return q.astype(np.uint16 if bits == 16 else np.uint8)
+    return np.ascontiguousarray(q.astype(np.uint16 if bits == 16 else np.uint8))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -288,3 +288,12 @@ class TestOrientation:
     def test_invalid(self, code):
         with pytest.raises(ValueError, match="1..8"):
             apply_orientation(self._img(), code)
+
+
+def test_png_from_non_contiguous_view_round_trips(tmp_path):
+    """Views such as a CHW->HWC permute or a flipped array (orientation) must be written correctly."""
+    chw = np.random.default_rng(0).random((3, 20, 30)).astype(np.float32)
+    hwc_view = chw.transpose(1, 2, 0)[::-1, ::-1]
+    out = write_image(tmp_path / "v.png", hwc_view)
+    back = read_image(out)
+    assert np.abs(back - hwc_view).max() <= 0.5 / 65535 + 1e-7
