@@ -1,0 +1,326 @@
+"""LiteRT (TFLite) target: ``litert_torch.convert`` -> [quantize] -> ``.tflite``.
+
+Precisions:
+
+* ``fp32`` — ``litert_torch.convert`` of the module behind a keyword wrapper, so the signature
+  (``serving_default``) carries ``request.input_names`` / ``request.output_names``. Layout stays NCHW at the
+  signature; the converter inserts TRANSPOSEs around NHWC kernels.
+* ``fp16`` — float16 *weights*: ai-edge-quantizer ``float_casting`` (16-bit float weight-only) on the fp32
+  flatbuffer. Conv/FC/depthwise weights are stored fp16 with a DEQUANTIZE in front; the CPU (XNNPACK) runs the
+  graph in fp32, the GPU delegate in fp16. This is TFLite's "float16 quantization".
+* ``int8`` — full-integer static W8A8. ``options["int8_method"]``: ``"pt2e"``: litert-torch's
+  ``PT2EQuantizer`` (symmetric, per-channel weights, static activations) with torchao ``prepare_pt2e`` /
+  ``convert_pt2e``, calibrated on ``request.calibration``, int literals rewritten to floats first (the
+  "histogram_cpu … Long" pitfall), then ``litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=…))``.
+  ``"aeq"``: ai-edge-quantizer ``static_wi8_ai8`` on the fp32 flatbuffer, calibrated through the interpreter.
+  ``"auto"`` (default): PT2E, and aeq when PT2E fails (the PT2E error goes into ``warnings`` and
+  ``details["int8_pt2e_error"]``; ``details["int8_method"]`` says which one made the file). PT2E fails, e.g.,
+  on ``sigmoid(x) * y`` ("'tfl.transpose' op quantization parameters violate the same scale constraint").
+  Both give **int8 input and output tensors**; :mod:`runtime_py.runtimes` quantizes/dequantizes with the tensors'
+  scale and zero point.
+* ``w8`` — ai-edge-quantizer ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time
+  (TFLite "dynamic range"). ``options["w8_mode"] = "weight_only"`` gives ``weight_only_wi8_afp32`` instead
+  (int8 weights dequantized to fp32, float compute).
+
+Op coverage is a **static check** of the written flatbuffer: builtin ops by type, and which of them the TFLite GPU
+delegate accepts, per the allow-list and conditions of TensorFlow's
+``tensorflow/lite/tools/versioning/gpu_compatibility.cc`` (``CheckGpuDelegateCompatibility``) reproduced in
+:data:`GPU_OPS`, plus "runtime tensors of rank <= 4" (the delegate's BHWC layout; SLICE/STRIDED_SLICE are
+3-/4-D only there). The GPU check built into the pip ``ai_edge_litert`` analyzer reports every op as compatible
+(RANDOM_UNIFORM, GATHER_ND and 5-D BROADCAST_TO included), so it is not used. A pass here is not a guarantee: the
+delegate can still reject a node at run time.
+
+``options["quantize_modules"]`` (submodule names): int8 and w8 then go through litert-torch PT2E (static /
+dynamic) with the annotation limited to ops traced inside those submodules; no ai-edge-quantizer fallback (its
+recipes select TFLite ops by name, and TFLite names carry no module paths).
+
+The onnx2tf route (``options["converter"] = "onnx2tf"``) is not implemented: it needs its own calibration files
+offline, flips every 4-D input to NHWC and once produced silently wrong output after a batch-changing reshape
+(``shared/toolchain/README.md``); litert-torch covers every probe op family without it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path, atomic_save, count_by,
+                   finish, pt2e_quantize, quantize_scope, scope_filter, short_error)
+
+TARGET = "litert"
+EXT = "tflite"
+#: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules, via PT2E)
+SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules")
+SIGNATURE = "serving_default"
+
+#: TFLite builtin ops the GPU delegate accepts (gpu_compatibility.cc); op-specific conditions in _gpu_reason().
+GPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CAST", "CONCATENATION", "CONV_2D", "DENSIFY",
+    "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE", "FULLY_CONNECTED", "HARD_SWISH", "LSTM", "MAX_POOL_2D",
+    "MEAN", "MUL", "PACK", "QUANTIZE", "RELU_N1_TO_1", "PRELU", "RESHAPE", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH",
+    "SPLIT", "SPLIT_V", "STRIDED_SLICE", "TILE", "TRANSPOSE", "TRANSPOSE_CONV", "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR", "RELU", "RELU6", "LEAKY_RELU", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "SUM",
+    "PAD", "MIRROR_PAD", "ABS", "COS", "ELU", "EXP", "FLOOR", "LOG", "LOGISTIC", "NEG", "RSQRT", "SIN", "SQRT",
+    "SQUARE", "TANH", "DIV", "EQUAL", "FLOOR_DIV", "FLOOR_MOD", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL",
+    "MAXIMUM", "MINIMUM", "NOT_EQUAL", "POW", "SQUARED_DIFFERENCE", "SUB",
+})
+GPU_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "Resampler"})
+IO_METADATA = "isp.io_names"
+GPU_CHECK = "gpu-delegate (static check: gpu_compatibility.cc allow-list + rank <= 4)"
+
+
+class _Named(nn.Module):
+    """Keyword inputs and a dict of outputs, so the LiteRT signature carries the request's tensor names."""
+
+    def __init__(self, inner: nn.Module, input_names: Sequence[str], output_names: Sequence[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = self.inner(*(inputs[n] for n in self.input_names))
+        if isinstance(outs, torch.Tensor):
+            outs = (outs,)
+        return {n: o for n, o in zip(self.output_names, outs)}
+
+
+def _convert(module: nn.Module, req: ExportRequest, quant_config: Any = None) -> bytes:
+    import litert_torch
+
+    named = _Named(module, req.input_names, req.output_names)
+    if not isinstance(module, torch.fx.GraphModule):
+        named = named.eval()
+    kwargs = dict(zip(req.input_names, req.example_inputs))
+    model = litert_torch.convert(named, sample_kwargs=kwargs, quant_config=quant_config)
+    flat = bytes(model.model_content())
+    tagged = with_io_metadata(flat, req.input_names, req.output_names)
+    return flat if tagged is None else tagged
+
+
+def with_io_metadata(flat: bytes, input_names: Sequence[str], output_names: Sequence[str]) -> bytes | None:
+    """Add ``isp.io_names`` metadata (JSON: declared input and output order) to a flatbuffer whose buffers are
+    inline; LiteRT orders signature outputs by tensor index, not by declaration. Returns None for a model with
+    offset (external) buffers, which this repacking would break."""
+    import json
+
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = fb.ModelT.InitFromPackedBuf(bytearray(flat), 0)
+    if any(b.offset for b in model.buffers or []):
+        return None
+    payload = json.dumps({"inputs": list(input_names), "outputs": list(output_names)}).encode()
+    buffer = fb.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buffer)
+    meta = fb.MetadataT()
+    meta.name = IO_METADATA
+    meta.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (IO_METADATA, IO_METADATA.encode())]
+    model.metadata.append(meta)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _aeq(float_model: bytes, recipe: Any, req: ExportRequest | None = None) -> bytes:
+    """ai-edge-quantizer on a float flatbuffer; calibrates through the interpreter when the recipe needs it."""
+    from ai_edge_quantizer import quantizer
+
+    q = quantizer.Quantizer(bytearray(float_model), recipe)
+    calibration = None
+    if q.need_calibration:
+        samples = [{n: t.numpy() for n, t in zip(req.input_names, sample)} for sample in req.calibration]
+        calibration = q.calibrate({SIGNATURE: samples}, num_threads=1)
+    result = q.quantize(calibration, enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _pt2e_quantizer(dynamic: bool, scope: list[str] | None) -> Any:
+    """litert-torch's PT2EQuantizer (symmetric, per-channel), limited to ``scope`` submodules when given (its
+    ``set_module_name`` cannot match torch.export graphs: see :func:`convert.targets.base.scope_filter`)."""
+    from litert_torch.quantize import pt2e_quantizer as pq
+
+    cfg = pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    if scope is None:
+        return pq.PT2EQuantizer().set_global(cfg)
+    keep = scope_filter(scope)
+
+    class ScopedPT2EQuantizer(pq.PT2EQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            if dynamic:
+                self._annotate_all_dynamic_patterns(model, cfg, keep)
+            else:
+                self._annotate_all_static_patterns(model, cfg, keep)
+            pq.propagate_annotation(model)
+            return model
+
+    return ScopedPT2EQuantizer().set_global(cfg)
+
+
+def _fp16_recipe() -> list[dict[str, Any]]:
+    return [{"regex": ".*", "operation": op, "algorithm_key": "float_casting",
+             "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT", "symmetric": True,
+                                                    "granularity": "TENSORWISE"},
+                           "compute_precision": "FLOAT", "explicit_dequantize": True}}
+            for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")]
+
+
+def export(req: ExportRequest) -> ExportResult:
+    """Export ``req`` to ``<stem>_litert_<precision>.tflite``; see the module docstring."""
+    rec = Recorder(TARGET, req.precision)
+    if req.options.get("converter", "litert-torch") != "litert-torch":
+        raise rec.fail("convert", f"converter {req.options['converter']!r} is not implemented; only "
+                                  f"'litert-torch' (see convert.targets.litert docstring for why not onnx2tf)")
+    if req.backends:
+        raise ValueError(f"litert: backends are chosen at run time (delegates), not at export; got {req.backends}")
+    details: dict[str, Any] = {"converter": "litert-torch", "signature": SIGNATURE, "io_dtype": "float32"}
+    with rec.step("import"):
+        import litert_torch  # noqa: F401
+    module = req.module.eval()
+    int8_method = req.options.get("int8_method", "auto")
+    if int8_method not in ("auto", "pt2e", "aeq"):
+        raise ValueError(f"litert int8_method: expected 'auto', 'pt2e' or 'aeq', got {int8_method!r}")
+    flat = None
+    scope = quantize_scope(req) if req.precision in ("int8", "w8") else None
+    if scope is not None and req.precision == "int8" and int8_method == "aeq":
+        raise rec.fail("quantize", "quantize_modules needs int8_method 'pt2e' or 'auto' (ai-edge-quantizer "
+                                   "recipes select TFLite ops by name, which carry no module paths)")
+    if (req.precision == "int8" and int8_method in ("auto", "pt2e")) or scope is not None:
+        dynamic = req.precision == "w8"
+        try:
+            with rec.step("quantize"):
+                from litert_torch.quantize.quant_config import QuantConfig
+                quantizer = _pt2e_quantizer(dynamic, scope)
+                converted = pt2e_quantize(module, req.example_inputs, quantizer,
+                                          [] if dynamic else req.calibration, fold_quantize=False,
+                                          float_literals=True)
+            with rec.step("convert"):
+                flat = _convert(converted, req, QuantConfig(pt2e_quantizer=quantizer))
+            details["int8_method"] = "pt2e"
+            details["quantization"] = (
+                "litert-torch PT2EQuantizer symmetric per-channel " +
+                ("dynamic (w8)" if dynamic else f"W8A8 static, {len(req.calibration)} calibration samples") +
+                "; int literals made float")
+            if scope is not None:
+                details["quantize_modules"] = scope
+        except ExportError as exc:
+            if int8_method == "pt2e" or scope is not None:
+                raise
+            rec.warn(f"int8 via litert-torch PT2E failed ({exc}); fell back to ai-edge-quantizer static_wi8_ai8")
+            details["int8_pt2e_error"] = short_error(exc.cause)
+    if flat is None:
+        with rec.step("convert"):
+            flat = _convert(module, req)
+        if req.precision != "fp32":
+            with rec.step("quantize"):
+                from ai_edge_quantizer import recipe as aeq_recipe
+                if req.precision == "fp16":
+                    flat = _aeq(flat, _fp16_recipe())
+                    details["quantization"] = "ai-edge-quantizer float_casting: fp16 weights, DEQUANTIZE to fp32"
+                elif req.precision == "w8":
+                    mode = req.options.get("w8_mode", "dynamic")
+                    if mode not in ("dynamic", "weight_only"):
+                        raise ValueError(f"litert w8_mode: expected 'dynamic' or 'weight_only', got {mode!r}")
+                    name = "dynamic_wi8_afp32" if mode == "dynamic" else "weight_only_wi8_afp32"
+                    flat = _aeq(flat, getattr(aeq_recipe, name)())
+                    details["quantization"] = f"ai-edge-quantizer {name}: int8 per-channel weights"
+                else:
+                    flat = _aeq(flat, aeq_recipe.static_wi8_ai8(), req)
+                    details["int8_method"] = "aeq"
+                    details["quantization"] = (f"ai-edge-quantizer static_wi8_ai8 (W8A8), "
+                                               f"{len(req.calibration)} calibration samples")
+    if req.precision == "int8":
+        details["io_dtype"] = "int8 (runtime_py quantizes/dequantizes)"
+    dest = artifact_path(req, TARGET, EXT)
+    with rec.step("save"):
+        atomic_save(dest, lambda tmp: Path(tmp).write_bytes(flat))
+    with rec.step("coverage"):
+        cov = coverage(flat)
+    if cov.fallback:
+        rec.warn(f"GPU delegate (static check) would leave {sum(cov.fallback.values())} of {cov.total_ops} ops on "
+                 f"the CPU: {cov.fallback}")
+    return finish(TARGET, req, rec, [dest], cov, details=details)
+
+
+# ------------------------------------------------------------------------------------------------ op coverage
+
+def _names(cls: type) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def read_ops(flat: bytes) -> list[dict[str, Any]]:
+    """Every operator of every subgraph: ``{"op", "subgraph", "index", "gpu_reason"}`` (reason None = GPU ok)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.ModelT.InitFromPackedBuf(bytearray(flat), 0)
+    op_names = _names(fb.BuiltinOperator)
+    type_names = _names(fb.TensorType)
+    buffers = model.buffers or []
+
+    def const(tensor: Any) -> bool:
+        b = buffers[tensor.buffer] if 0 < tensor.buffer < len(buffers) else None
+        return b is not None and (b.data is not None and len(b.data) > 0 or b.offset > 0)
+
+    out = []
+    for s_idx, sg in enumerate(model.subgraphs or []):
+        for o_idx, op in enumerate(sg.operators or []):
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            name = op_names.get(builtin, f"BUILTIN_{builtin}")
+            if name == "CUSTOM":
+                custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+                name = f"CUSTOM:{custom}"
+            tensors = [sg.tensors[i] for i in list(op.inputs if op.inputs is not None else []) +
+                       list(op.outputs if op.outputs is not None else []) if i >= 0]
+            runtime = [t for t in tensors if not const(t)]
+            out.append({"op": name, "subgraph": s_idx, "index": o_idx,
+                        "gpu_reason": _gpu_reason(name, op, sg, runtime, type_names, fb)})
+    return out
+
+
+def _gpu_reason(name: str, op: Any, sg: Any, runtime: list[Any], type_names: dict[int, str], fb: Any
+                ) -> str | None:
+    if name.startswith("CUSTOM:"):
+        return None if name[7:] in GPU_CUSTOM_OPS else f"custom op {name[7:]} not supported"
+    if name not in GPU_OPS:
+        return "op not in the GPU delegate's list"
+    ranks = [len(t.shape) if t.shape is not None else 0 for t in runtime]
+    if ranks and max(ranks) > 4:
+        return f"rank-{max(ranks)} tensor (GPU delegate layout is BHWC)"
+    if name in ("SLICE", "STRIDED_SLICE"):
+        first = sg.tensors[op.inputs[0]]
+        if len(first.shape) not in (3, 4):
+            return f"{name} on a {len(first.shape)}-D tensor (3-/4-D only)"
+    if name == "CAST":
+        src = type_names.get(sg.tensors[op.inputs[0]].type, "?")
+        dst = type_names.get(sg.tensors[op.outputs[0]].type, "?")
+        if not (src == "BOOL" and dst in ("FLOAT32", "FLOAT16")):
+            return f"CAST {src}->{dst} (only BOOL->float)"
+    if name == "MIRROR_PAD":
+        opts = op.builtinOptions
+        if opts is not None and getattr(opts, "mode", 0) != fb.MirrorPadMode.REFLECT:
+            return "MIRROR_PAD symmetric (reflect only)"
+    if name == "DEQUANTIZE" and type_names.get(sg.tensors[op.inputs[0]].type) == "INT16":
+        return "int16 DEQUANTIZE"
+    return None
+
+
+def coverage(flat: bytes) -> OpCoverage:
+    ops = read_ops(flat)
+    names = [o["op"] for o in ops]
+    rejected = [o for o in ops if o["gpu_reason"] is not None]
+    reasons: dict[str, str] = {}
+    for o in rejected:
+        reasons.setdefault(o["op"], o["gpu_reason"])
+    subgraphs = {o["subgraph"] for o in ops}
+    notes = [f"{k}: {v}" for k, v in sorted(reasons.items())]
+    if len(subgraphs) > 1:
+        notes.append(f"{len(subgraphs)} subgraphs (ops of all are counted)")
+    return OpCoverage(
+        delegate=GPU_CHECK, total_ops=len(ops), delegated_ops=len(ops) - len(rejected),
+        fallback=count_by([o["op"] for o in rejected]), ops=count_by(names), partitions=None,
+        method="flatbuffer operators; GPU acceptance per gpu_compatibility.cc allow-list (static, heuristic)",
+        notes=notes, extra={"gpu_rejections": reasons})

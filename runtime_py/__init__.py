@@ -1,0 +1,1 @@
+"""Host-side runtimes for exported artifacts: ``runtime_py.runtimes.load(path) -> Runner``."""
