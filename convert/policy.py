@@ -1,0 +1,132 @@
+"""Precision policies: which precision each export unit gets.
+
+A policy is ``{"default": <precision>, "units": {<unit>: <precision>, ...}}`` (``docs/EXPORT_DESIGN.md``).
+Built-in policies live in ``convert/policies/<name>.json``:
+
+* ``fp32`` — everything float32;
+* ``fp16`` — everything fp16 except the BGU fit (its regulariser vanishes in fp16);
+* ``int8`` — the default int8 policy of the design: int8 (static W8A8, calibrated) for the networks, float32 for
+  the colour/resampling maths, the grid/LUT units and the BGU fit and slice;
+* ``w8`` — int8 weights (dynamic-range) wherever a unit has weights.
+
+``--precision X`` is :meth:`Policy.uniform` (every unit asks for X). Whatever the policy asks for, a unit whose
+recipe row is unsupported (:mod:`convert.recipes`) falls back to ``fp32``, with a warning that ends up in the
+manifest entry of that artifact (:meth:`Policy.plan`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from convert import recipes
+from convert.recipes import PRECISIONS, Recipe
+from convert.units import UNIT_ORDER
+
+__all__ = ["POLICY_DIR", "BUILTIN", "FALLBACK", "Policy", "PlannedUnit", "load_policy"]
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+BUILTIN = ("fp32", "fp16", "int8", "w8")
+FALLBACK = "fp32"
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """What the exporter will do for one unit: the recipe to run (or the unsupported row) and the warnings."""
+    unit: str
+    requested: str
+    recipe: Recipe
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.precision
+
+
+@dataclass(frozen=True)
+class Policy:
+    default: str
+    units: Mapping[str, str] = field(default_factory=dict)
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.default not in PRECISIONS:
+            raise ValueError(f"policy {self.name}: default must be one of {', '.join(PRECISIONS)}, got "
+                             f"{self.default!r}")
+        bad_units = [u for u in self.units if u not in UNIT_ORDER]
+        if bad_units:
+            raise ValueError(f"policy {self.name}: unknown units {bad_units}; units are {', '.join(UNIT_ORDER)}")
+        bad = {u: p for u, p in self.units.items() if p not in PRECISIONS}
+        if bad:
+            raise ValueError(f"policy {self.name}: precisions must be one of {', '.join(PRECISIONS)}, got {bad}")
+        object.__setattr__(self, "units", dict(self.units))
+
+    # ---------------------------------------------------------------------------------------------- constructors
+    @classmethod
+    def uniform(cls, precision: str) -> "Policy":
+        """``--precision X``: every unit asks for ``X``."""
+        return cls(default=precision, units={}, name=f"uniform {precision}")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], name: str = "custom") -> "Policy":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"policy {name}: expected a JSON object {{\"default\": ..., \"units\": {{...}}}}, got "
+                             f"{type(data).__name__}")
+        extra = set(data) - {"default", "units"}
+        if extra:
+            raise ValueError(f"policy {name}: unknown keys {sorted(extra)}; expected 'default' and 'units'")
+        if "default" not in data:
+            raise ValueError(f"policy {name}: missing 'default' (one of {', '.join(PRECISIONS)})")
+        units = data.get("units", {}) or {}
+        if not isinstance(units, Mapping):
+            raise ValueError(f"policy {name}: 'units' must map unit ids to precisions, got {units!r}")
+        return cls(default=str(data["default"]), units={str(k): str(v) for k, v in units.items()}, name=name)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "Policy":
+        """A built-in policy name (``fp32``, ``fp16``, ``int8``, ``w8``) or a JSON file."""
+        text = str(name_or_path)
+        path = POLICY_DIR / f"{text}.json" if text in BUILTIN else Path(text)
+        if not path.is_file():
+            raise ValueError(f"policy {text!r}: no such file; give a JSON file or one of {', '.join(BUILTIN)}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"policy {path}: not valid JSON ({exc})") from None
+        return cls.from_json(data, name=text if text in BUILTIN else str(path))
+
+    # ---------------------------------------------------------------------------------------------- use
+    def requested(self, unit: str) -> str:
+        return self.units.get(unit, self.default)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"default": self.default, "units": dict(self.units)}
+
+    def plan(self, units: Sequence[str], target: str, *, backends: tuple[str, ...] | None = None,
+             options: Mapping[str, Any] | None = None) -> list[PlannedUnit]:
+        """Resolve every unit's recipe for ``target``; unsupported requests fall back to fp32 with a warning.
+
+        A unit that is unsupported even in fp32 keeps its unsupported fp32 recipe (the exporter records a
+        failure for it)."""
+        out = []
+        for unit in units:
+            want = self.requested(unit)
+            rec, warns = recipes.resolve(unit, target, want, backends=backends, options=dict(options or {}))
+            warnings = list(warns)
+            if not rec.supported and want != FALLBACK:
+                warnings.append(f"{unit}: {want} is not supported for {rec.target} ({rec.reason}); exported "
+                                f"{FALLBACK} instead")
+                rec, warns = recipes.resolve(unit, target, FALLBACK, backends=backends, options=dict(options or {}))
+                warnings += warns
+            out.append(PlannedUnit(unit=unit, requested=want, recipe=rec, warnings=tuple(warnings)))
+        return out
+
+
+def load_policy(precision: str | None = None, policy: str | Path | None = None) -> Policy:
+    """The CLI's choice: ``--precision X`` (uniform) or ``--policy NAME|FILE`` (not both); default uniform fp32."""
+    if precision and policy:
+        raise ValueError("give either --precision or --policy, not both")
+    if policy:
+        return Policy.load(policy)
+    return Policy.uniform(precision or "fp32")
