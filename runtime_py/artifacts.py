@@ -1,0 +1,644 @@
+"""An exported artifact set on this host: open its manifest, pick one artifact per unit, load the runners lazily.
+
+A set is a folder written by ``convert/export.py`` (``docs/EXPORT_DESIGN.md``): ``manifest.json`` plus one file per
+``(unit, target, precision)``. A set may hold several targets and precisions of the same unit; a *selection* picks
+one artifact per unit, so a pipeline may mix them (ExecuTorch int8 denoiser, ONNX fp32 photofinishing, ...)::
+
+    aset = ArtifactSet.open("artifacts/")                      # reads and checks the manifest
+    sel = aset.select(prefer=["executorch", "onnx"], precision_prefer=["int8", "fp32"],
+                      explicit={"upsample_fit": ("onnx", "fp32")})
+    sel["denoise"].path, sel.runner("denoise").run([tile])     # runners are loaded on first use
+
+Selection, per unit: an ``explicit`` ``{unit: (target, precision)}`` entry wins; otherwise the candidates are the
+unit's artifacts whose target is in ``prefer`` (default ExecuTorch, LiteRT, ONNX Runtime) and whose precision is in
+``precision_prefer``, ranked by target first, then precision. Without ``precision_prefer`` the order is the
+precision the manifest's policy gives the unit (the policy of the latest export run into the folder), then fp32,
+fp16, w8, int8. Artifacts that cannot run here (a
+Vulkan ``.pte``) are passed over; a Core ML artifact that wins (or is named) is an error: Core ML models are not run
+on this OS (:mod:`runtime_py.runtimes` gives their structural check only).
+
+ONNX int8 on this host: onnxruntime's x86 integer kernels saturate on full-range int8 weights when the CPU has no
+VNNI (the exporter records ``details.host_int8_caveat``). Such artifacts run as float Q/DQ emulation by default
+(``ort_int8="emulate"``, the quantized model's own numerics, what an ARM/NNAPI phone computes up to rounding);
+``ort_int8="host"`` runs the optimized kernels as they are.
+
+Checks, each a clear error naming the file or unit and the fix: missing manifest (``FileNotFoundError``), a manifest
+of another format or with a bad geometry (``ValueError``), a missing artifact file (``FileNotFoundError``), a sha256
+that differs from the manifest (:class:`ArtifactIntegrityError`), a unit with no suitable artifact
+(:class:`UnitMissingError`), declared shapes that do not fit the geometry or a loaded runner whose shapes differ
+from the manifest (``ValueError``), Core ML chosen (:class:`NotRunnableError`).
+
+The manifest is read with ``convert.manifest.read_manifest`` (the exporter's reader) and validated here against the
+schema of ``docs/EXPORT_DESIGN.md`` (geometry, entries, shapes per unit).
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from isp.stages.upsample import GRID_DEPTH, grid_shape
+from isp.tiling import TilePlan
+
+__all__ = ["FORMAT", "UNITS", "TILED_UNITS", "QUARTER_UNITS", "UNIT_IO", "TARGETS", "RUNNABLE_TARGETS",
+           "PRECISIONS", "DEFAULT_PREFER", "ORT_INT8_MODES", "FrameGeometry", "Artifact", "ArtifactSet", "Selection",
+           "ArtifactIntegrityError", "UnitMissingError", "NotRunnableError", "normalize_target", "target_family",
+           "parse_selection",
+           "file_sha256"]
+
+FORMAT = "isp-artifacts/1"
+
+#: execution order (docs/EXPORT_DESIGN.md); ``lut3d`` only for ``-lut`` styles
+UNITS = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
+         "upsample_slice", "enhance")
+#: unit -> how it covers the frame: ``overlap`` (feathered tiles), ``tiles`` (plain tiles), ``frame``, ``quarter``
+TILING = {"denoise": "overlap", "color": "tiles", "downsample": "frame", "gain": "quarter", "gtm": "quarter",
+          "ltm": "quarter", "lut3d": "quarter", "chroma": "quarter", "gamma": "quarter", "upsample_fit": "quarter",
+          "upsample_slice": "tiles", "enhance": "overlap"}
+TILED_UNITS = tuple(u for u in UNITS if TILING[u] in ("overlap", "tiles"))
+QUARTER_UNITS = tuple(u for u in UNITS if TILING[u] == "quarter")
+#: unit -> (input names, output names), positionally; chroma may also declare ``lsrgb_lut`` as its input
+UNIT_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "denoise": (("raw",), ("denoised_raw",)),
+    "color": (("denoised_raw", "illum", "ccm"), ("lsrgb",)),
+    "downsample": (("lsrgb",), ("lsrgb_ds",)),
+    "gain": (("lsrgb_ds",), ("lsrgb_gain", "gain_param")),
+    "gtm": (("lsrgb_gain",), ("lsrgb_gtm", "gtm_param")),
+    "ltm": (("lsrgb_gain", "lsrgb_gtm"), ("lsrgb_ltm", "ltm_param")),
+    "lut3d": (("lsrgb_ltm",), ("lsrgb_lut",)),
+    "chroma": (("lsrgb_ltm",), ("processed_lsrgb", "chroma_lut_param")),
+    "gamma": (("processed_lsrgb",), ("gamma_out", "gamma_param")),
+    "upsample_fit": (("lsrgb_ds", "gamma_out"), ("bgu_grid",)),
+    "upsample_slice": (("lsrgb", "grid_window", "interp_y", "interp_xt"), ("srgb_upsampled",)),
+    "enhance": (("srgb_upsampled",), ("srgb",)),
+}
+_ALT_INPUT_NAMES = {("chroma", "lsrgb_ltm"): ("lsrgb_ltm", "lsrgb_lut")}
+
+TARGETS = ("executorch", "litert", "onnx", "coreml")
+#: targets this host runs (Core ML predicts only on macOS, and runtime_py has no predictor for it)
+RUNNABLE_TARGETS = ("executorch", "litert", "onnx")
+PRECISIONS = ("fp32", "fp16", "w8", "int8")
+DEFAULT_PREFER = ("executorch", "litert", "onnx")
+#: how ONNX int8 artifacts flagged by the exporter run here (see :meth:`Artifact.load_options`)
+ORT_INT8_MODES = ("emulate", "host")
+ORT_INT8_DEFAULT = "emulate"
+_TARGET_ALIASES = {"executorch": "executorch", "et": "executorch", "pte": "executorch",
+                   "litert": "litert", "tflite": "litert", "tfl": "litert",
+                   "onnx": "onnx", "ort": "onnx", "onnxruntime": "onnx",
+                   "coreml": "coreml", "mlpackage": "coreml", "mlmodel": "coreml"}
+_EXECUTORCH_HOST_BACKENDS = ("xnnpack", "portable", None, "")
+
+
+class ArtifactIntegrityError(ValueError):
+    """An artifact file differs from what the manifest recorded (sha256)."""
+
+
+class UnitMissingError(ValueError):
+    """No artifact of the set fits a unit under the requested selection."""
+
+
+class NotRunnableError(RuntimeError):
+    """The chosen artifact cannot run on this host (Core ML on Linux, a Vulkan ExecuTorch program)."""
+
+
+def normalize_target(name: str) -> str:
+    """``tflite`` -> ``litert``, ``pte`` -> ``executorch``, ``ort`` -> ``onnx``, ...; ``ValueError`` if unknown.
+
+    A secondary ExecuTorch backend keeps its suffix (``executorch-vulkan``, as the exporter names those entries).
+    """
+    key = str(name).strip().lower()
+    family, dash, backend = key.partition("-")
+    if family not in _TARGET_ALIASES:
+        raise ValueError(f"unknown target {name!r}; expected one of {', '.join(TARGETS)} "
+                         f"(aliases: tflite, pte, ort, mlpackage)")
+    return _TARGET_ALIASES[family] + (f"-{backend}" if dash else "")
+
+
+def target_family(target: str) -> str:
+    """``executorch-vulkan`` -> ``executorch``: the runtime that loads the artifact."""
+    return target.partition("-")[0]
+
+
+def _normalize_precision(name: str) -> str:
+    key = str(name).strip().lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
+    return key
+
+
+def parse_selection(text: str) -> dict[str, tuple[str, str]]:
+    """``"denoise=onnx:int8,enhance=tflite:fp16"`` -> ``{"denoise": ("onnx", "int8"), ...}`` (the CLIs' --select)."""
+    out: dict[str, tuple[str, str]] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        unit, sep, rest = item.partition("=")
+        target, sep2, precision = rest.partition(":")
+        if not sep or not sep2:
+            raise ValueError(f"--select items look like UNIT=TARGET:PRECISION (e.g. denoise=onnx:int8), got {item!r}")
+        unit = unit.strip()
+        if unit not in UNITS:
+            raise ValueError(f"--select: unknown unit {unit!r}; units are {', '.join(UNITS)}")
+        out[unit] = (normalize_target(target), _normalize_precision(precision))
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder (``.mlpackage``) as sorted (relative path, content) pairs — the digest
+    ``convert.targets.base.path_sha256`` records."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------- geometry
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The frame an artifact set was exported for: ``width x height``, the full-resolution ``tile`` and ``overlap``.
+
+    ``quarter`` is ``(H/4, W/4)`` (rows, columns) like every shape here; ``tile_shape`` is the tile clipped to the
+    frame; ``plan(overlap)`` the :class:`isp.tiling.TilePlan` of the full-resolution windows.
+    """
+
+    width: int
+    height: int
+    tile: int
+    overlap: int
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height", "tile", "overlap"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"geometry {name}: expected an integer, got {v!r}")
+        if self.width < 16 or self.height < 16 or self.width % 4 or self.height % 4:
+            raise ValueError(f"geometry: width and height must be multiples of 4 and >= 16, got "
+                             f"{self.width}x{self.height}")
+        if self.tile < 1 or not 0 <= self.overlap < self.tile:
+            raise ValueError(f"geometry: need tile >= 1 and 0 <= overlap < tile, got tile {self.tile}, "
+                             f"overlap {self.overlap}")
+
+    @classmethod
+    def from_manifest(cls, g: Mapping[str, Any], where: str = "manifest") -> "FrameGeometry":
+        try:
+            geo = cls(int(g["width"]), int(g["height"]), int(g.get("tile", 512)), int(g.get("overlap", 32)))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: geometry must give width, height, tile and overlap, got {g!r}") from exc
+        q = g.get("quarter")
+        if q is not None and [int(v) for v in q] != list(geo.quarter):
+            raise ValueError(f"{where}: geometry quarter {list(q)} does not match (H/4, W/4) = {list(geo.quarter)} "
+                             f"of {geo.width}x{geo.height}")
+        return geo
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.height, self.width
+
+    @property
+    def quarter(self) -> tuple[int, int]:
+        """``(H/4, W/4)``: the shape of every photofinishing unit."""
+        return self.height // 4, self.width // 4
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """``(gd, gh, gw)`` of the bilateral grid ``bgu_grid (1, 12, gd, gh, gw)``."""
+        gh, gw, gd = grid_shape(*self.quarter)
+        return gd, gh, gw
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        plan = self.plan()
+        return plan.tile_h, plan.tile_w
+
+    def plan(self, overlap: int | None = None) -> TilePlan:
+        """Windows of the full-resolution units: feathered ``overlap`` (default the geometry's) or 0 (plain)."""
+        return TilePlan.make(self.height, self.width, self.tile, self.overlap if overlap is None else overlap)
+
+    def describe(self) -> str:
+        th, tw = self.tile_shape
+        return (f"{self.width}x{self.height} (quarter {self.quarter[1]}x{self.quarter[0]}), tile {tw}x{th}, "
+                f"overlap {self.overlap}")
+
+    def expected_io(self, unit: str) -> tuple[list[tuple | None], list[tuple | None]]:
+        """Expected input and output shapes of ``unit`` (``None`` entries are dimensions the geometry does not fix:
+        the LTM parameter grid, the slice window ``R x C``)."""
+        H, W = self.size
+        th, tw = self.tile_shape
+        qh, qw = self.quarter
+        gd, gh, gw = self.grid
+        t3, q3 = (1, 3, th, tw), (1, 3, qh, qw)
+        table: dict[str, tuple[list, list]] = {
+            "denoise": ([t3], [t3]),
+            "color": ([t3, (1, 3), (1, 3, 3)], [t3]),
+            "downsample": ([(1, 3, H, W)], [q3]),
+            "gain": ([q3], [q3, (1, 1, 1, 1)]),
+            "gtm": ([q3], [q3, (1, 3)]),
+            "ltm": ([q3, q3], [q3, (1, 5, None, None)]),
+            "lut3d": ([q3], [q3]),
+            "chroma": ([q3], [q3, (1, 2, 24, 24)]),
+            "gamma": ([q3], [q3, (1, 1, 1, 1)]),
+            "upsample_fit": ([q3, q3], [(1, 12, GRID_DEPTH, gh, gw)]),
+            "upsample_slice": ([t3, (1, 12, GRID_DEPTH, None, None), (th, None), (None, tw)], [t3]),
+            "enhance": ([t3], [t3]),
+        }
+        return table[unit]
+
+
+def _shape_ok(got: Sequence[int], want: tuple | None) -> bool:
+    if want is None:
+        return True
+    return len(got) == len(want) and all(w is None or int(g) == w for g, w in zip(got, want))
+
+
+def _fmt_shape(s: Sequence | None) -> str:
+    return "(" + ", ".join("?" if v is None else str(v) for v in s) + ")" if s is not None else "?"
+
+
+# ----------------------------------------------------------------------------------------------------- artifacts
+
+@dataclass(frozen=True)
+class Artifact:
+    """One manifest entry (``unit, target, precision``) and where its file is."""
+
+    root: Path
+    unit: str
+    target: str
+    precision: str
+    file: str
+    sha256: str | None
+    inputs: tuple[dict, ...]
+    outputs: tuple[dict, ...]
+    backend: str | None = None
+    tiling: Mapping[str, Any] = field(default_factory=dict)
+    runnable_flag: bool | None = None
+    entry: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.unit, self.target, self.precision
+
+    @property
+    def family(self) -> str:
+        return target_family(self.target)
+
+    @property
+    def label(self) -> str:
+        return f"{self.unit} {self.target}/{self.precision}"
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.file
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t["name"] for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t["name"] for t in self.outputs]
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in t["shape"]) for t in self.inputs]
+
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in t["shape"]) for t in self.outputs]
+
+    @property
+    def not_runnable_reason(self) -> str | None:
+        """Why this artifact cannot run on this host, or ``None`` if it can."""
+        if self.family == "coreml" or self.path.suffix in (".mlpackage", ".mlmodel"):
+            return (f"{self.file}: Core ML artifacts are not run on this OS ({platform.system()}): Core ML predicts "
+                    "only on Apple devices; runtime_py gives its structural check (op types, precision, I/O); "
+                    "run it with ios_harness")
+        if self.family == "executorch" and (self.backend or "").lower() not in _EXECUTORCH_HOST_BACKENDS:
+            return (f"{self.file}: ExecuTorch program delegated to {self.backend}; the pybindings here run only "
+                    "XNNPACK / portable programs")
+        if self.runnable_flag is False:
+            why = self.entry.get("not_runnable_reason") or "the manifest marks it not runnable on this host"
+            return f"{self.file}: {why}"
+        return None
+
+    @property
+    def runnable_here(self) -> bool:
+        return self.not_runnable_reason is None
+
+    def check_file(self, verify: bool = True) -> None:
+        """``FileNotFoundError`` if the file is missing; :class:`ArtifactIntegrityError` if its sha256 differs."""
+        if not self.path.exists():
+            raise FileNotFoundError(f"artifact file missing: {self.path} ({self.label}, listed in "
+                                    f"{self.root / 'manifest.json'}); re-export it or remove it from the manifest")
+        if verify and self.sha256:
+            digest = file_sha256(self.path)
+            if digest != self.sha256:
+                raise ArtifactIntegrityError(
+                    f"{self.path}: sha256 {digest[:16]}… differs from the manifest's {self.sha256[:16]}… "
+                    f"({self.label}): the file changed after export; re-export it")
+
+    def check_geometry(self, geometry: FrameGeometry) -> None:
+        """``ValueError`` unless the declared I/O fits the unit's row of the export table for ``geometry``."""
+        want_in, want_out = geometry.expected_io(self.unit)
+        want_in_names, want_out_names = UNIT_IO[self.unit]
+        problems = []
+        if len(self.inputs) != len(want_in):
+            problems.append(f"{len(self.inputs)} inputs {self.input_names}, expected {list(want_in_names)}")
+        if len(self.outputs) != len(want_out):
+            problems.append(f"{len(self.outputs)} outputs {self.output_names}, expected {list(want_out_names)}")
+        if not problems:
+            for kind, specs, wants, names in (("input", self.inputs, want_in, want_in_names),
+                                              ("output", self.outputs, want_out, want_out_names)):
+                for spec, want, name in zip(specs, wants, names):
+                    allowed = _ALT_INPUT_NAMES.get((self.unit, name), (name,))
+                    if spec["name"] not in allowed:
+                        problems.append(f"{kind} {spec['name']!r} where {name!r} was expected")
+                    if not _shape_ok(spec["shape"], want):
+                        problems.append(f"{kind} {spec['name']!r} has shape {_fmt_shape(spec['shape'])}, the "
+                                        f"geometry {geometry.describe()} needs {_fmt_shape(want)}")
+        if not problems and self.unit == "upsample_slice":
+            (_, _, _, r, c), (_, r2), (c2, _) = self.input_shapes[1], self.input_shapes[2], self.input_shapes[3]
+            if (r, c) != (r2, c2):
+                problems.append(f"grid_window window {r}x{c} does not match interp_y / interp_xt ({r2}, {c2})")
+        if problems:
+            raise ValueError(f"{self.path.name} ({self.label}) does not fit the set's geometry: "
+                             + "; ".join(problems) + "; re-export the set")
+
+    @property
+    def host_int8_caveat(self) -> str | None:
+        """The exporter's note that this host's integer kernels misrepresent the artifact (ONNX Runtime int8 on
+        x86 without VNNI saturates), if recorded."""
+        return (self.entry.get("details") or {}).get("host_int8_caveat")
+
+    def load_options(self, ort_int8: str = ORT_INT8_DEFAULT) -> dict[str, Any]:
+        """Runner options for this artifact. ``ort_int8="emulate"``: an ONNX int8/w8 artifact whose export recorded
+        :attr:`host_int8_caveat` runs as float Q/DQ emulation (``optimization="disable"``), the numerics of the
+        quantized model rather than of this CPU's saturating u8s8 kernels; ``"host"`` runs ORT's optimized kernels."""
+        if ort_int8 not in ORT_INT8_MODES:
+            raise ValueError(f"ort_int8 must be one of {', '.join(ORT_INT8_MODES)}, got {ort_int8!r}")
+        if ort_int8 == "emulate" and self.family == "onnx" and self.precision in ("int8", "w8") and \
+                self.host_int8_caveat:
+            return {"optimization": "disable"}
+        return {}
+
+    def load(self, ort_int8: str = ORT_INT8_DEFAULT, **options: Any):
+        """The :mod:`runtime_py.runtimes` runner (Core ML: its structural check), with the manifest's tensor names
+        and :meth:`load_options` (``options`` override them); ``ValueError`` when the loaded model's shapes differ
+        from the manifest."""
+        from runtime_py.runtimes import load
+
+        options = {**self.load_options(ort_int8), **options}
+        runner = load(self.path, input_names=self.input_names, output_names=self.output_names, **options)
+        for kind, got, want in (("input", runner.inputs, self.input_shapes),
+                                ("output", runner.outputs, self.output_shapes)):
+            # symbolic dimensions (a str in ONNX) are not compared
+            bad = [(s.name, tuple(s.shape), w) for s, w in zip(got, want)
+                   if all(isinstance(d, int) for d in s.shape) and tuple(s.shape) != w]
+            if len(got) != len(want) or bad:
+                raise ValueError(f"{self.path.name}: the model's {kind}s differ from the manifest ("
+                                 + (", ".join(f"{n} {g} vs {w}" for n, g, w in bad) if bad else
+                                    f"{len(got)} vs {len(want)} tensors")
+                                 + "); the manifest does not describe this file, re-export")
+        return runner
+
+    def summary(self) -> dict[str, Any]:
+        return {"unit": self.unit, "target": self.target, "precision": self.precision, "file": self.file,
+                "backend": self.backend, "bytes": self.entry.get("bytes"), "runnable_here": self.runnable_here,
+                "export_warnings": list(self.entry.get("warnings") or [])}
+
+
+# ------------------------------------------------------------------------------------------------- the set
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    from convert.manifest import read_manifest  # the exporter's reader: format check, defaults
+
+    return read_manifest(path)
+
+
+class ArtifactSet:
+    """An exported set: geometry, pipeline settings, every artifact of the manifest. See the module docstring."""
+
+    def __init__(self, root: Path, manifest: Mapping[str, Any]) -> None:
+        self.root = Path(root)
+        self.manifest = dict(manifest)
+        where = str(self.root / "manifest.json")
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{where}: format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        if "geometry" not in self.manifest:
+            raise ValueError(f"{where}: no geometry; re-export the set")
+        self.geometry = FrameGeometry.from_manifest(self.manifest["geometry"], where)
+        self.artifacts: list[Artifact] = []
+        seen = set()
+        for i, e in enumerate(self.manifest.get("artifacts") or []):
+            try:
+                a = Artifact(root=self.root, unit=str(e["unit"]), target=normalize_target(e["target"]),
+                             precision=str(e["precision"]), file=str(e["file"]), sha256=e.get("sha256"),
+                             inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]), backend=e.get("backend"),
+                             tiling=e.get("tiling") or {}, runnable_flag=e.get("runnable_here"), entry=e)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: artifact #{i} is malformed ({type(exc).__name__}: {exc}); "
+                                 "re-export the set") from None
+            if a.unit not in UNITS:
+                raise ValueError(f"{where}: artifact {a.file} has unknown unit {a.unit!r}; units are "
+                                 f"{', '.join(UNITS)}")
+            if a.key in seen:
+                raise ValueError(f"{where}: two artifacts for {a.label}")
+            seen.add(a.key)
+            self.artifacts.append(a)
+        self.failures: list[dict] = list(self.manifest.get("failures") or [])
+
+    @classmethod
+    def open(cls, root: str | Path) -> "ArtifactSet":
+        root = Path(root)
+        if root.is_file() and root.name == "manifest.json":
+            root = root.parent
+        path = root / "manifest.json"
+        if not root.is_dir():
+            raise FileNotFoundError(f"artifact folder not found: {root}; export one with python convert/export.py "
+                                    "--out DIR")
+        if not path.is_file():
+            raise FileNotFoundError(f"{root} holds no manifest.json: not an exported artifact set (export with "
+                                    "python convert/export.py --out DIR)")
+        return cls(root, _read_manifest(path))
+
+    # ----------------------------------------------------------------------------------------------- metadata
+    @property
+    def lut(self) -> bool:
+        return bool(self.manifest.get("lut", False))
+
+    @property
+    def style(self) -> int:
+        return int(self.manifest.get("style", 0))
+
+    @property
+    def denoiser(self) -> str:
+        return str(self.manifest.get("denoiser", "s24_lite"))
+
+    @property
+    def weights(self) -> str | None:
+        return self.manifest.get("weights")
+
+    @property
+    def required_units(self) -> tuple[str, ...]:
+        """The units a render runs, in order (``lut3d`` only for ``-lut`` styles)."""
+        return tuple(u for u in UNITS if u != "lut3d" or self.lut)
+
+    @property
+    def targets(self) -> list[str]:
+        """Targets present, in :data:`TARGETS` order (secondary ExecuTorch backends after their family)."""
+        present = {a.target for a in self.artifacts}
+        return sorted(present, key=lambda t: (TARGETS.index(target_family(t)), t))
+
+    def find(self, unit: str, target: str, precision: str) -> Artifact | None:
+        target = normalize_target(target)
+        return next((a for a in self.artifacts if a.key == (unit, target, precision)), None)
+
+    def of_unit(self, unit: str) -> list[Artifact]:
+        return [a for a in self.artifacts if a.unit == unit]
+
+    def policy_precision(self, unit: str) -> str | None:
+        policy = self.manifest.get("policy") or {}
+        p = (policy.get("units") or {}).get(unit, policy.get("default"))
+        return p if p in PRECISIONS else None
+
+    def _available(self, unit: str) -> str:
+        have = [f"{a.target}/{a.precision}" for a in self.of_unit(unit)]
+        failed = [f"{f.get('target')}/{f.get('precision')}: {str(f.get('error', ''))[:160]}"
+                  for f in self.failures if f.get("unit") == unit]
+        text = f"the set has {', '.join(have) if have else 'no artifact'} for {unit}"
+        if failed:
+            text += f" (export failures: {'; '.join(failed)})"
+        return text
+
+    # ---------------------------------------------------------------------------------------------- selection
+    def select(self, prefer: Sequence[str] | None = None, precision_prefer: Sequence[str] | None = None,
+               explicit: Mapping[str, tuple[str, str]] | None = None, *, verify: bool = True,
+               units: Sequence[str] | None = None, ort_int8: str = ORT_INT8_DEFAULT) -> "Selection":
+        """One artifact per unit of ``units`` (default :attr:`required_units`); see the module docstring.
+
+        ``verify`` checks each chosen file's sha256 against the manifest; ``ort_int8`` is how flagged ONNX int8
+        artifacts run (:meth:`Artifact.load_options`).
+        """
+        if ort_int8 not in ORT_INT8_MODES:
+            raise ValueError(f"ort_int8 must be one of {', '.join(ORT_INT8_MODES)}, got {ort_int8!r}")
+        targets = [normalize_target(t) for t in (prefer or DEFAULT_PREFER)]
+        precisions = [_normalize_precision(p) for p in precision_prefer] if precision_prefer else None
+        explicit = {u: (normalize_target(t), _normalize_precision(p)) for u, (t, p) in (explicit or {}).items()}
+        for u in explicit:
+            if u not in UNITS:
+                raise ValueError(f"explicit selection names unknown unit {u!r}; units are {', '.join(UNITS)}")
+        chosen: dict[str, Artifact] = {}
+        for unit in (units or self.required_units):
+            if unit in explicit:
+                t, p = explicit[unit]
+                a = self.find(unit, t, p)
+                if a is None:
+                    raise UnitMissingError(f"unit {unit}: no {t}/{p} artifact; {self._available(unit)}")
+            else:
+                order = precisions or _default_precision_order(self.policy_precision(unit))
+                cands = [a for a in self.of_unit(unit) if a.target in targets and a.precision in order]
+                cands.sort(key=lambda a: (targets.index(a.target), order.index(a.precision)))
+                # Core ML is an error when it wins; other artifacts that cannot run here are passed over
+                runnable = [a for a in cands if a.runnable_here or a.family == "coreml"]
+                if cands and not runnable:
+                    raise NotRunnableError(f"unit {unit}: {cands[0].not_runnable_reason}")
+                cands = runnable
+                if not cands:
+                    raise UnitMissingError(
+                        f"unit {unit}: no artifact among targets {', '.join(targets)} and precisions "
+                        f"{', '.join(order)}; {self._available(unit)}")
+                a = cands[0]
+            if not a.runnable_here:
+                raise NotRunnableError(f"unit {unit}: {a.not_runnable_reason}")
+            a.check_file(verify)
+            a.check_geometry(self.geometry)
+            chosen[unit] = a
+        return Selection(self, chosen, ort_int8=ort_int8)
+
+    def __repr__(self) -> str:
+        return (f"ArtifactSet({str(self.root)!r}, {self.geometry.describe()}, {len(self.artifacts)} artifacts, "
+                f"targets {self.targets})")
+
+
+def _default_precision_order(policy: str | None) -> list[str]:
+    order = ["fp32", "fp16", "w8", "int8"]
+    if policy in order:
+        order.remove(policy)
+        order.insert(0, policy)
+    return order
+
+
+class Selection(Mapping[str, Artifact]):
+    """``{unit: Artifact}`` chosen from a set, with lazily loaded, cached runners."""
+
+    def __init__(self, aset: ArtifactSet, chosen: Mapping[str, Artifact], ort_int8: str = ORT_INT8_DEFAULT):
+        self.set = aset
+        self._chosen = dict(chosen)
+        self._runners: dict[str, Any] = {}
+        self.ort_int8 = ort_int8
+
+    def __getitem__(self, unit: str) -> Artifact:
+        return self._chosen[unit]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chosen)
+
+    def __len__(self) -> int:
+        return len(self._chosen)
+
+    @property
+    def geometry(self) -> FrameGeometry:
+        return self.set.geometry
+
+    def runner(self, unit: str):
+        """The unit's runner, loaded on first use."""
+        if unit not in self._runners:
+            a = self._chosen[unit]
+            try:
+                self._runners[unit] = a.load(self.ort_int8)
+            except (ValueError, FileNotFoundError, NotRunnableError):
+                raise
+            except Exception as exc:  # noqa: BLE001 — name the unit and file, keep the cause
+                raise RuntimeError(f"unit {unit}: could not load {a.path.name} ({a.target}/{a.precision}): "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        return self._runners[unit]
+
+    @property
+    def precisions(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in self._chosen.values():
+            out[a.precision] = out.get(a.precision, 0) + 1
+        return out
+
+    @property
+    def precision_class(self) -> str:
+        """The budget class of the whole chain: ``int8`` if any unit is int8 or w8, else ``fp16`` if any is fp16,
+        else ``fp32``."""
+        ps = set(self.precisions)
+        return "int8" if ps & {"int8", "w8"} else "fp16" if "fp16" in ps else "fp32"
+
+    @property
+    def label(self) -> str:
+        """``onnx fp32`` for a uniform selection, else e.g. ``executorch int8+fp32 (+onnx: upsample_fit)``."""
+        by_target: dict[str, list[str]] = {}
+        for u, a in self._chosen.items():
+            by_target.setdefault(a.target, []).append(u)
+        main = max(by_target, key=lambda t: len(by_target[t]))
+        precs = "+".join(p for p in PRECISIONS[::-1] if p in self.precisions)
+        text = f"{main} {precs}"
+        others = [f"{t}: {', '.join(us)}" for t, us in by_target.items() if t != main]
+        return text + (f" (+{'; '.join(others)})" if others else "")
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {u: [a.target, a.precision] for u, a in self._chosen.items()}
+
+    def __repr__(self) -> str:
+        return f"Selection({self.label}: " + ", ".join(f"{u}={a.target}/{a.precision}"
+                                                        for u, a in self._chosen.items()) + ")"

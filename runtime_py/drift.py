@@ -1,0 +1,943 @@
+"""Drift of an exported artifact set against the float32 PyTorch reference: per unit and end to end.
+
+    python -m runtime_py.drift --artifacts DIR [--dng FILE ...] [--eval-set DIR] [--json OUT] [--html OUT]
+                               [--budget ci|none|FILE] [--fit crop|exact] [--targets onnx,tflite]
+                               [--max-frames N] [--max-tiles N] [--ort-int8 emulate|host] [--threads N] [--quiet]
+
+What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
+
+(a) **per unit**, every artifact of the set that runs here (ExecuTorch, LiteRT, ONNX Runtime), on the reference's
+    own inputs. The reference is :class:`isp.pipeline.Pipeline` built like the set (style, denoiser, 3-D LUT,
+    weights, tiles of the geometry) and run on each frame; its intermediates are the inputs and expected outputs.
+
+    * ``frame`` scope: the unit over the whole frame, tiled as the artifact pipeline tiles it (feathered stitch for
+      denoise/enhance, plain tiles for color/upsample_slice), against the reference's full-frame output. With an
+      evaluation set the quarter-frame units read the set's stored per-stage inputs and outputs instead.
+    * ``tiles`` scope (tiled units): each tile's output before stitching against the reference stage on that tile
+      (the tile-local units), or the crop of the reference output (``upsample_slice``, whose result depends on the
+      tile's place). With ``--eval-set`` the tiles are the set's stored tiles; otherwise up to ``--max-tiles``
+      evenly spaced windows of the tile plan.
+    * ``upsample_fit`` is judged by its effect: its grid sliced by the reference slicer against the reference
+      ``srgb_upsampled`` (the row ``srgb_upsampled (sliced)``). The raw grid is reported too, unbudgeted: the
+      float32 reference fit itself is only 40-75 dB from the exact solution (ill-conditioned cells; see
+      :mod:`isp.stages.upsample`).
+    * ``upsample_slice`` receives the reference's own grid (the reference-mode fit) cropped per tile.
+
+(b) **end to end**: for every runnable target and every precision present, the artifact pipeline
+    (:class:`runtime_py.pipeline.ArtifactPipeline`, a selection preferring that target and precision, falling back
+    to fp32/other precisions — e.g. the int8 policy's float units — and to other targets for units the target
+    lacks) against the reference on the same frame: the final ``srgb`` and, as a chain table, every intermediate.
+
+Metrics are :func:`runtime_py.metrics.compare`: PSNR, SSIM, ΔE2000 mean/p95/max for images (``srgb`` kind after
+gamma, ``linear`` before), PSNR and max-abs (``data``) for parameters, the raw-domain ``denoised_raw`` and the grid.
+
+ONNX int8 artifacts that the exporter flagged (x86 without VNNI: onnxruntime's integer kernels saturate) run as
+float Q/DQ emulation unless ``--ort-int8 host`` (:meth:`runtime_py.artifacts.Artifact.load_options`); the report
+records the runner options of every unit.
+
+Core ML artifacts are listed as "not run on this OS" with their structural check (:mod:`runtime_py.runtimes`);
+other artifacts that cannot run here (a Vulkan ``.pte``) likewise. Export failures of the manifest are listed.
+
+Budgets (``--budget``; ``ci`` is the project's, ``none`` checks nothing, or a JSON file of the same shape)::
+
+    {"unit": {"fp32": {"psnr_min": 60}},
+     "end_to_end": {"fp32": {"psnr_min": 60}, "fp16": {"psnr_min": 45},
+                    "int8": {"psnr_min": 38, "de2000_mean_max": 1.0}}}
+
+A unit budget applies to artifacts of that precision, on every budgeted output, both scopes, every frame (worst
+case). An end-to-end budget applies by the chain's class: ``int8`` if any unit is int8 or w8, else ``fp16`` if any
+is fp16, else ``fp32``. Limits: ``psnr_min``, ``ssim_min``, ``de2000_mean_max``, ``de2000_p95_max``,
+``de2000_max_max``, ``max_abs_max``. An artifact or chain that does not run fails whatever its budget.
+
+Outputs: the JSON report (``--json``; non-finite numbers, e.g. the PSNR of identical images, are written as
+``null``) and a self-contained HTML page (``--html``): per unit reference | artifact | error heat map, end-to-end
+images, tables coloured by budget. Exit status: 0 within budget, 1 when a budget is violated or something did not
+run (each failure named on stderr: unit, target, precision, metric), 2 for bad arguments or input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from runtime_py import metrics as M
+from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO, Artifact, ArtifactSet,
+                                  FrameGeometry, Selection, UnitMissingError, NotRunnableError, target_family)
+from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
+
+__all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
+           "frames_from_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
+           "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
+
+FORMAT = "isp-drift/1"
+
+#: the project's budgets (docs/EXPORT_DESIGN.md and the drift issue)
+CI_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
+    "unit": {"fp32": {"psnr_min": 60.0}},
+    "end_to_end": {"fp32": {"psnr_min": 60.0}, "fp16": {"psnr_min": 45.0},
+                   "int8": {"psnr_min": 38.0, "de2000_mean_max": 1.0}},
+}
+#: budget key -> (metric of runtime_py.metrics.compare, "min" = lower bound | "max" = upper bound)
+LIMITS = {"psnr_min": ("psnr", "min"), "ssim_min": ("ssim", "min"), "de2000_mean_max": ("de2000_mean", "max"),
+          "de2000_p95_max": ("de2000_p95", "max"), "de2000_max_max": ("de2000_max", "max"),
+          "max_abs_max": ("max_abs", "max")}
+_BUDGET_CLASSES = ("fp32", "fp16", "int8", "w8")
+#: metric columns of the tables, in order
+_METRICS = ("psnr", "ssim", "de2000_mean", "de2000_p95", "de2000_max", "max_abs")
+_DISPLAY_SIDE = 512
+
+
+# ------------------------------------------------------------------------------------------------------ budgets
+
+def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
+    """``"ci"`` -> :data:`CI_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
+    (``ValueError`` saying what is wrong)."""
+    if spec is None or str(spec) == "none":
+        return None
+    if str(spec) == "ci":
+        return {"name": "ci", **json.loads(json.dumps(CI_BUDGETS))}
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--budget {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not set(data) <= {"unit", "end_to_end", "name"} or \
+            not ({"unit", "end_to_end"} & set(data)):
+        raise ValueError(f"--budget {path}: expected {{\"unit\": {{precision: limits}}, \"end_to_end\": "
+                         f"{{class: limits}}}}, got keys {sorted(data) if isinstance(data, dict) else data!r}")
+    for part in ("unit", "end_to_end"):
+        for cls, limits in (data.get(part) or {}).items():
+            if cls not in _BUDGET_CLASSES:
+                raise ValueError(f"--budget {path}: {part}: unknown precision {cls!r}; expected "
+                                 f"{', '.join(_BUDGET_CLASSES)}")
+            if not isinstance(limits, dict):
+                raise ValueError(f"--budget {path}: {part}.{cls} must be an object of limits")
+            for key, value in limits.items():
+                if key not in LIMITS or not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise ValueError(f"--budget {path}: {part}.{cls}.{key}: expected one of {', '.join(LIMITS)} "
+                                     f"with a number, got {key}={value!r}")
+    return {"name": str(data.get("name", path.name)), "unit": dict(data.get("unit") or {}),
+            "end_to_end": dict(data.get("end_to_end") or {})}
+
+
+def _violations(metrics: Mapping[str, Any], limits: Mapping[str, float]) -> list[str]:
+    out = []
+    for key, bound in limits.items():
+        name, side = LIMITS[key]
+        value = metrics.get(name)
+        if value is None:
+            continue
+        value = float(value)
+        bad = math.isnan(value) or (value < bound if side == "min" else value > bound)
+        if bad:
+            unit = " dB" if name == "psnr" else ""
+            op = "<" if side == "min" else ">"
+            out.append(f"{name} {value:.4g}{unit} {op} {bound:g}{unit}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ kinds
+
+_SRGB = {"gamma_out", "srgb_upsampled", "srgb", "srgb_upsampled (sliced)"}
+_DATA = {"raw", "denoised_raw", "bgu_grid", "illum", "ccm"}
+
+
+def kind_of(name: str) -> str:
+    """The :func:`runtime_py.metrics.compare` kind of a golden tensor name."""
+    if name in _SRGB:
+        return "srgb"
+    if name in _DATA or name.endswith("_param"):
+        return "data"
+    return "linear"
+
+
+def _compare(pred: torch.Tensor, ref: torch.Tensor, name: str) -> dict[str, Any]:
+    return M.compare(pred, ref, kind_of(name))
+
+
+def _budgeted(unit: str, name: str) -> bool:
+    return not (unit == "upsample_fit" and name == "bgu_grid")
+
+
+# ------------------------------------------------------------------------------------------------------ frames
+
+@dataclass
+class EvalFrame:
+    """One frame at the export geometry and where it came from."""
+    name: str
+    raw: torch.Tensor                   # (1, 3, H, W)
+    illum: torch.Tensor                 # (1, 3)
+    ccm: torch.Tensor                   # (1, 3, 3)
+    source: dict[str, Any] = field(default_factory=dict)
+    stored_srgb: torch.Tensor | None = None     # the evaluation set's reference output
+    index: int | None = None            # row in the evaluation set
+
+
+def frames_from_dngs(files: Sequence[str | Path], geometry: FrameGeometry, fit: str = "crop") -> list[EvalFrame]:
+    """Decode DNGs at the export geometry (:func:`runtime_py.pipeline.read_frame`)."""
+    frames = []
+    for f in files:
+        raw, illum, ccm, img = read_frame(f, geometry, fit)
+        frames.append(EvalFrame(name=Path(f).name, raw=raw, illum=illum, ccm=ccm,
+                                source={"kind": "dng", "file": str(f), "crop": list(img.crop) if img.crop else None,
+                                        "full_size": list(img.full_size)}))
+    return frames
+
+
+def frames_from_eval_set(cs: Any, limit: int | None = None) -> list[EvalFrame]:
+    """The frames of a :mod:`calibration` evaluation set (``load_set``)."""
+    frames = []
+    samples = cs.samples
+    for i, fr in enumerate(cs.frames()):
+        if limit is not None and i >= limit:
+            break
+        src = samples[i].get("source") if i < len(samples) else None
+        label = src if isinstance(src, str) else (src or {}).get("file") if isinstance(src, dict) else None
+        frames.append(EvalFrame(name=f"{Path(cs.root).name}#{i}" + (f" ({label})" if label else ""),
+                                raw=fr.raw.float(), illum=fr.illum.float(), ccm=fr.ccm.float(),
+                                source={"kind": "eval-set", "set": str(cs.root), "index": i},
+                                stored_srgb=fr.srgb.float(), index=i))
+    return frames
+
+
+def _check_eval_set(cs: Any, aset: ArtifactSet) -> None:
+    g, a = cs.geometry, aset.geometry
+    if (g.width, g.height, tuple(g.tile_shape), g.overlap) != (a.width, a.height, a.tile_shape, a.overlap):
+        raise ValueError(f"evaluation set {cs.root} is for {g}, the artifacts for {a.describe()}; build one with "
+                         f"python -m calibration build --size {a.width}x{a.height} --tile {a.tile} --overlap "
+                         f"{a.overlap} --style {aset.style}")
+    p = cs.manifest.get("pipeline", {})
+    for key, want in (("style", aset.style), ("denoiser", aset.denoiser), ("lut", aset.lut)):
+        if key in p and p[key] != want:
+            raise ValueError(f"evaluation set {cs.root} was captured with {key} {p[key]!r}, the artifacts are "
+                             f"{key} {want!r}; build a set with the artifacts' settings")
+
+
+# ------------------------------------------------------------------------------------------------------ reference
+
+class Reference:
+    """The float32 PyTorch reference of an artifact set: :class:`isp.pipeline.Pipeline` built like the set,
+    per-frame intermediates (cached) and per-tile stage outputs (cached)."""
+
+    def __init__(self, aset: ArtifactSet, weights: str | Path | None = None) -> None:
+        from isp import paths
+        from isp.pipeline import Pipeline
+
+        w = weights or aset.weights
+        if w is None or not Path(w).is_dir():
+            w = paths.weights_root()
+        self.aset = aset
+        self.geometry = aset.geometry
+        self.pipeline = Pipeline(w, style=aset.style, denoiser=aset.denoiser,
+                                 use_lut=aset.lut if aset.style else None, tile=aset.geometry.tile,
+                                 overlap=aset.geometry.overlap)
+        self._frames: dict[str, dict[str, torch.Tensor]] = {}
+        self._tiles: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self._grids: dict[Any, torch.Tensor] = {}
+
+    @torch.inference_mode()
+    def intermediates(self, frame: EvalFrame) -> dict[str, torch.Tensor]:
+        """Every intermediate of the reference on ``frame`` (golden names), plus ``bgu_grid`` (reference fit)."""
+        if frame.name not in self._frames:
+            out = dict(self.pipeline.run(frame.raw, frame.illum, frame.ccm))
+            out["bgu_grid"] = self.pipeline.upsample.fit(out["lsrgb_ds"], out["gamma_out"])
+            self._frames[frame.name] = out
+        return self._frames[frame.name]
+
+    def grid(self, key: Any, lsrgb_ds: torch.Tensor, gamma_out: torch.Tensor) -> torch.Tensor:
+        if key not in self._grids:
+            with torch.inference_mode():
+                self._grids[key] = self.pipeline.upsample.fit(lsrgb_ds, gamma_out)
+        return self._grids[key]
+
+    @staticmethod
+    def unit_io(unit: str, ref: Mapping[str, torch.Tensor], frame: EvalFrame
+                ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """A unit's frame-level inputs and expected outputs from the reference intermediates."""
+        if unit == "color":
+            ins = (ref["denoised_raw"], frame.illum, frame.ccm)
+        elif unit == "chroma":
+            ins = (ref["lsrgb_lut"] if "lsrgb_lut" in ref else ref["lsrgb_ltm"],)
+        elif unit == "upsample_slice":
+            ins = (ref["lsrgb"], ref["bgu_grid"])
+        else:
+            ins = tuple(ref[n] for n in UNIT_IO[unit][0])
+        return ins, tuple(ref[n] for n in UNIT_IO[unit][1])
+
+    @torch.inference_mode()
+    def tile_output(self, unit: str, frame: EvalFrame, origin: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """The reference output of ``unit`` on the tile at ``origin`` (tile-local units: the stage on the tile;
+        ``upsample_slice``: the crop of the full-frame output)."""
+        key = (frame.name, unit, origin)
+        if key not in self._tiles:
+            ref = self.intermediates(frame)
+            (y0, x0), (th, tw) = origin, self.geometry.tile_shape
+            crop = lambda t: t[..., y0:y0 + th, x0:x0 + tw]         # noqa: E731
+            p = self.pipeline
+            if unit == "denoise":
+                out = _channels_last(p.denoise, crop(ref["raw"]))
+            elif unit == "enhance":
+                out = _channels_last(p.enhance, crop(ref["srgb_upsampled"]))
+            elif unit == "color":
+                out = p.color(crop(ref["denoised_raw"]), frame.illum, frame.ccm)
+            elif unit == "upsample_slice":
+                out = crop(ref["srgb_upsampled"])
+            else:
+                raise ValueError(f"{unit} is not a tiled unit")
+            self._tiles[key] = (out,)
+        return self._tiles[key]
+
+
+def _channels_last(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+# ------------------------------------------------------------------------------------------------- per unit
+
+_STAGE_OF = {"upsample_slice": "upsample", "upsample_fit": None, "downsample": None}
+
+
+def _even_pick(n: int, k: int | None) -> list[int]:
+    if k is None or k <= 0 or k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
+def _runner_call(runner: Any, stats: dict[str, float]) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+    def call(arrays: list[torch.Tensor]) -> list[torch.Tensor]:
+        t0 = time.perf_counter()
+        outs = runner.run([a.detach().float().contiguous().numpy() for a in arrays])
+        stats["infer_seconds"] += time.perf_counter() - t0
+        stats["calls"] += 1
+        return [torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)) for o in outs]
+    return call
+
+
+def _row(frame: str, scope: str, output: str, metrics: Mapping[str, Any], budgeted: bool,
+         tile: tuple[int, int] | None = None) -> dict[str, Any]:
+    return {"frame": frame, "scope": scope, "tile": list(tile) if tile is not None else None, "output": output,
+            "budgeted": budgeted, **{k: metrics.get(k) for k in ("kind", *_METRICS, "de_space")}}
+
+
+@dataclass
+class _UnitImage:
+    """A unit's image output on the first frame, for the page."""
+    unit: str
+    label: str
+    reference: torch.Tensor
+    artifact: torch.Tensor
+    name: str
+
+
+def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Reference, *,
+                  eval_set: Any = None, max_tiles: int | None = 16, images: list | None = None,
+                  ort_int8: str = "emulate") -> dict[str, Any]:
+    """Drift of one artifact on the reference's inputs (see the module docstring). Returns the JSON record;
+    appends a :class:`_UnitImage` for the page to ``images`` (first frame, first image output)."""
+    from isp.stages.upsample import bgu_slice_reference
+
+    rec: dict[str, Any] = {**artifact.summary(), "status": "ok", "error": None, "rows": [], "seconds": {},
+                           "runner_options": artifact.load_options(ort_int8)}
+    unit = artifact.unit
+    geo = reference.geometry
+    stats = {"infer_seconds": 0.0, "calls": 0}
+    t0 = time.perf_counter()
+    try:
+        runner = artifact.load(ort_int8)
+    except Exception as exc:  # noqa: BLE001 — reported as "did not run", named
+        rec.update(status="error", error=f"could not load: {type(exc).__name__}: {exc}", summary=[])
+        return rec
+    rec["seconds"]["load"] = round(time.perf_counter() - t0, 4)
+    call = _runner_call(runner, stats)
+    window = None
+    if unit == "upsample_slice":
+        s = artifact.input_shapes[1]
+        window = (int(s[3]), int(s[4]))
+    names = list(UNIT_IO[unit][1])
+    tiled = TILING[unit] in ("overlap", "tiles")
+    quarter_from_set = eval_set is not None and TILING[unit] == "quarter" and unit != "upsample_fit"
+    t_run = time.perf_counter()
+    try:
+        for fi, frame in enumerate(frames):
+            ref = reference.intermediates(frame)
+            ins, expected = reference.unit_io(unit, ref, frame)
+            if quarter_from_set and frame.index is not None:
+                ins = tuple(t.float() for t in eval_set.stage_inputs(unit)[frame.index])
+                expected = tuple(t.float() for t in eval_set.stage_outputs(unit)[frame.index])
+            with torch.inference_mode():
+                outs, info = run_unit(call, unit, geo, *ins, window=window,
+                                      keep_tiles=tiled and (eval_set is None or frame.index is None))
+            for name, o, r in zip(names, outs, expected):
+                rec["rows"].append(_row(frame.name, "frame", name, _compare(o, r, name), _budgeted(unit, name)))
+            if unit == "upsample_fit":
+                sliced = bgu_slice_reference(outs[0], ref["lsrgb"])
+                rec["rows"].append(_row(frame.name, "frame", "srgb_upsampled (sliced)",
+                                        _compare(sliced, ref["srgb_upsampled"], "srgb_upsampled (sliced)"), True))
+                if images is not None and fi == 0:
+                    images.append(_UnitImage(unit, artifact.label, ref["srgb_upsampled"], sliced,
+                                             "srgb_upsampled (sliced)"))
+            elif images is not None and fi == 0:
+                k = next((i for i, n in enumerate(names) if kind_of(n) != "data" or n == "denoised_raw"), None)
+                if k is not None:
+                    images.append(_UnitImage(unit, artifact.label, expected[k], outs[k], names[k]))
+            if tiled:
+                for origin, tile_outs, tile_refs in _tile_cases(unit, frame, info, reference, eval_set, call,
+                                                                geo, window, max_tiles):
+                    for name, o, r in zip(names, tile_outs, tile_refs):
+                        rec["rows"].append(_row(frame.name, "tiles", name, _compare(o, r, name),
+                                                _budgeted(unit, name), origin))
+    except Exception as exc:  # noqa: BLE001 — a unit that does not run is reported and fails the budget
+        rec.update(status="error", error=f"did not run: {type(exc).__name__}: {exc}")
+    rec["seconds"].update(run=round(time.perf_counter() - t_run, 4), infer=round(stats["infer_seconds"], 4),
+                          calls=stats["calls"])
+    rec["summary"] = _summarize(rec["rows"])
+    return rec
+
+
+def _tile_cases(unit: str, frame: EvalFrame, info: Mapping[str, Any], reference: Reference, eval_set: Any,
+                call: Callable, geo: FrameGeometry, window: tuple[int, int] | None, max_tiles: int | None
+                ) -> Iterable[tuple[tuple[int, int], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
+    """``(origin, artifact outputs, reference outputs)`` per tile: the stored tiles of the evaluation set, or the
+    tiles of the frame run (evenly spaced, at most ``max_tiles``)."""
+    if eval_set is None or frame.index is None:
+        tiles = list(info.get("tiles", []))
+        for i in _even_pick(len(tiles), max_tiles):
+            origin, outs = tiles[i]
+            yield origin, outs, reference.tile_output(unit, frame, origin)
+        return
+    from convert.units import slice_operands
+
+    stage = _STAGE_OF.get(unit, unit)
+    rows_in, rows_out = eval_set.stage_inputs(stage), eval_set.stage_outputs(stage)
+    origins = eval_set.tile_origins(stage)
+    picked = [i for i, (f, _y, _x) in enumerate(origins) if f == frame.index]
+    for i in [picked[j] for j in _even_pick(len(picked), max_tiles)]:
+        _f, y0, x0 = origins[i]
+        ins = tuple(t.float() for t in rows_in[i])
+        if unit == "upsample_slice":
+            grid = reference.grid(("eval", frame.index), ins[1], ins[2])
+            ins = (ins[0], *slice_operands(grid, (y0, x0), geo.tile_shape, geo.size, *window))
+        with torch.inference_mode():
+            outs = tuple(call(list(ins)))
+        yield (y0, x0), outs, tuple(t.float() for t in rows_out[i])
+
+
+def _worst(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in _METRICS:
+        vals = [float(r[k]) for r in rows if r.get(k) is not None]
+        if not vals:
+            out[k] = None
+            continue
+        higher_is_better = k in ("psnr", "ssim")
+        out[k] = min(vals) if higher_is_better else max(vals)
+    out["kind"] = rows[0].get("kind") if rows else None
+    return out
+
+
+def _summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Worst case per (output, scope) over frames and tiles; ``where`` names the frame/tile of the worst PSNR."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        groups.setdefault((r["output"], r["scope"]), []).append(r)
+    out = []
+    for (name, scope), rs in groups.items():
+        worst = _worst(rs)
+        finite = [r for r in rs if r.get("psnr") is not None]
+        w = min(finite, key=lambda r: r["psnr"]) if finite else rs[0]
+        where = w["frame"] + (f" tile {tuple(w['tile'])}" if w.get("tile") else "")
+        out.append({"output": name, "scope": scope, "n": len(rs), "budgeted": rs[0]["budgeted"], **worst,
+                    "where": where})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+def end_to_end_selections(aset: ArtifactSet, targets: Sequence[str] | None = None, ort_int8: str = "emulate"
+                          ) -> list[tuple[str, Selection | Exception]]:
+    """One selection per runnable target and precision present (deduplicated): ``[(name, Selection or the
+    error that prevented it)]``. See the module docstring for the preference order."""
+    runnable = [t for t in aset.targets if t in RUNNABLE_TARGETS and (targets is None or t in targets)]
+    out: list[tuple[str, Selection | Exception]] = []
+    seen = set()
+    for t in runnable:
+        present = [p for p in PRECISIONS if any(a.target == t and a.precision == p and a.unit in
+                                                aset.required_units for a in aset.artifacts)]
+        for p in present:
+            prefer = [t] + [x for x in RUNNABLE_TARGETS if x != t and x in aset.targets]
+            order = [p] + [x for x in ("fp32", "fp16", "w8", "int8") if x != p]
+            name = f"{t} {p}"
+            try:
+                sel = aset.select(prefer=prefer, precision_prefer=order, verify=True, ort_int8=ort_int8)
+            except (UnitMissingError, NotRunnableError, ValueError, FileNotFoundError) as exc:
+                out.append((name, exc))
+                continue
+            key = json.dumps(sel.as_dict(), sort_keys=True)
+            if key in seen or p not in sel.precisions:
+                continue
+            seen.add(key)
+            out.append((sel.label, sel))
+    return out
+
+
+def evaluate_end_to_end(name: str, selection: Selection | Exception, frames: Sequence[EvalFrame],
+                        reference: Reference, images: list | None = None) -> dict[str, Any]:
+    """The artifact pipeline of ``selection`` against the reference on every frame."""
+    if isinstance(selection, Exception):
+        return {"name": name, "status": "error", "error": f"{type(selection).__name__}: {selection}",
+                "class": None, "selection": None, "frames": []}
+    rec: dict[str, Any] = {"name": name, "status": "ok", "error": None, "class": selection.precision_class,
+                           "selection": selection.as_dict(), "frames": []}
+    try:
+        pipe = ArtifactPipeline(selection)
+        for fi, frame in enumerate(frames):
+            ref = reference.intermediates(frame)
+            t0 = time.perf_counter()
+            out = pipe.run(frame.raw, frame.illum, frame.ccm)
+            seconds = time.perf_counter() - t0
+            # every golden intermediate both produce (the BGU grid is left out: coefficients of ill-conditioned
+            # cells, not an image; its effect is srgb_upsampled)
+            chain = {n: _compare(out[n], ref[n], n) for n in ref if n in out and n not in ("raw", "bgu_grid")}
+            rec["frames"].append({"frame": frame.name, "srgb": chain["srgb"], "chain": chain,
+                                  "seconds": round(seconds, 4),
+                                  "timings": {u: {k: (int(v) if k == "calls" else round(float(v), 4))
+                                                  for k, v in t.items()} for u, t in pipe.timings.items()}})
+            if images is not None and fi == 0:
+                images.append((name, ref["srgb"], out["srgb"], frame.name))
+    except Exception as exc:  # noqa: BLE001 — named as a failure
+        rec.update(status="error", error=f"did not run: {type(exc).__name__}: {exc}")
+    if rec["frames"]:
+        rec["summary"] = _worst([f["srgb"] for f in rec["frames"]])
+    return rec
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+def check_budgets(report: Mapping[str, Any], budgets: Mapping[str, Any] | None) -> list[str]:
+    """Every violation as one line naming the unit (or chain), target, precision, metric and where."""
+    if budgets is None:
+        return []
+    out = []
+    for u in report["units"]:
+        who = f"unit {u['unit']} ({u['target']}/{u['precision']})"
+        if u["status"] != "ok":
+            out.append(f"{who}: {u['error']}")
+            continue
+        limits = budgets.get("unit", {}).get(u["precision"])
+        if limits is None and u["precision"] == "w8":
+            limits = budgets.get("unit", {}).get("int8")
+        if not limits:
+            continue
+        for s in u.get("summary", []):
+            if not s["budgeted"]:
+                continue
+            for v in _violations(s, limits):
+                out.append(f"{who}: {s['output']} [{s['scope']}] {v} (worst: {s['where']}; budget "
+                           f"{u['precision']})")
+    for e in report["end_to_end"]:
+        who = f"end to end {e['name']}"
+        if e["status"] != "ok":
+            out.append(f"{who}: {e['error']}")
+            continue
+        limits = budgets.get("end_to_end", {}).get(e["class"])
+        if not limits:
+            continue
+        for f in e["frames"]:
+            for v in _violations(f["srgb"], limits):
+                out.append(f"{who}: srgb {v} on {f['frame']} (budget {e['class']})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+@dataclass
+class DriftResult:
+    report: dict[str, Any]
+    unit_images: list = field(default_factory=list)     # _UnitImage of the first frame, per artifact
+    e2e_images: list = field(default_factory=list)      # (config, reference srgb, artifact srgb, frame)
+
+    @property
+    def violations(self) -> list[str]:
+        return list(self.report.get("violations", []))
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.get("passed", True))
+
+
+def _coreml_record(a: Artifact) -> dict[str, Any]:
+    rec = {**a.summary(), "status": "not run on this OS", "reason": a.not_runnable_reason}
+    if a.family != "coreml":
+        return rec
+    try:
+        a.check_file(verify=True)
+        check = a.load()
+        s = check.summary()
+        rec["structural"] = {"model_type": s["model_type"], "spec_version": s["spec_version"],
+                             "compute_precision": s["compute_precision"], "compute_units": s["compute_units"],
+                             "inputs": s["inputs"], "outputs": s["outputs"], "op_count": sum(s["op_types"].values()),
+                             "op_types": s["op_types"], "tensor_dtypes": s["tensor_dtypes"]}
+    except Exception as exc:  # noqa: BLE001 — the structural check is informative only
+        rec["structural_error"] = f"{type(exc).__name__}: {exc}"
+    return rec
+
+
+def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None,
+              eval_set: str | Path | None = None, fit: str = "crop", budgets: Mapping[str, Any] | None = None,
+              targets: Sequence[str] | None = None, max_frames: int | None = None, max_tiles: int | None = 16,
+              weights: str | Path | None = None, ort_int8: str = "emulate", progress: bool = False,
+              say: Callable[[str], None] | None = None) -> DriftResult:
+    """Measure a set (see the module docstring). Frames: ``dngs`` (cropped/checked with ``fit``) and/or
+    ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``."""
+    from runtime_py.artifacts import normalize_target
+
+    t_start = time.perf_counter()
+    say = say or (lambda _s: None)
+    aset = ArtifactSet.open(artifacts)
+    targets = [normalize_target(t) for t in targets] if targets else None
+    cs = None
+    if eval_set is None and not dngs:
+        recorded = (aset.manifest.get("calibration") or {}).get("eval")
+        if recorded and Path(recorded).is_dir():
+            eval_set = recorded
+        else:
+            raise ValueError("no frames: pass --dng FILE ... (cropped to the export geometry) or --eval-set DIR "
+                             "(python -m calibration build ... at the export geometry)")
+    frames: list[EvalFrame] = []
+    if eval_set is not None:
+        from calibration import load_set
+        cs = load_set(eval_set)
+        _check_eval_set(cs, aset)
+        frames += frames_from_eval_set(cs, max_frames)
+    if dngs:
+        frames += frames_from_dngs(dngs, aset.geometry, fit)
+    if max_frames is not None:
+        frames = frames[:max_frames]
+    if not frames:
+        raise ValueError("no frames to evaluate (the evaluation set is empty)")
+    reference = Reference(aset, weights)
+
+    result = DriftResult(report={})
+    units, not_run = [], []
+    runnable = [a for a in aset.artifacts if a.unit in aset.required_units]
+    evaluated = [a for a in runnable if a.runnable_here and (targets is None or target_family(a.target) in targets
+                                                              or a.target in targets)]
+    for a in runnable:
+        if not a.runnable_here:
+            not_run.append(_coreml_record(a))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(evaluated) + len(frames), desc="drift", unit="step", dynamic_ncols=True, leave=False)
+    try:
+        for frame in frames:
+            if bar is not None:
+                bar.set_postfix_str(f"reference {frame.name}")
+            say(f"reference: {frame.name}")
+            reference.intermediates(frame)
+            if bar is not None:
+                bar.update(1)
+        for a in evaluated:
+            if bar is not None:
+                bar.set_postfix_str(a.label)
+            say(f"unit: {a.label}")
+            try:
+                a.check_file(verify=True)
+            except (FileNotFoundError, ValueError) as exc:
+                units.append({**a.summary(), "status": "error", "error": str(exc), "rows": [], "summary": []})
+                continue
+            units.append(evaluate_unit(a, frames, reference, eval_set=cs, max_tiles=max_tiles,
+                                       images=result.unit_images, ort_int8=ort_int8))
+            if bar is not None:
+                bar.update(1)
+        e2e = []
+        for name, sel in end_to_end_selections(aset, targets, ort_int8):
+            if bar is not None:
+                bar.set_postfix_str(f"end to end {name}")
+            say(f"end to end: {name}")
+            e2e.append(evaluate_end_to_end(name, sel, frames, reference, images=result.e2e_images))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    reproducibility = []
+    for f in frames:
+        if f.stored_srgb is not None:
+            c = M.compare(reference.intermediates(f)["srgb"], f.stored_srgb, "srgb")
+            reproducibility.append({"frame": f.name, "psnr": c["psnr"], "de2000_mean": c["de2000_mean"]})
+    report: dict[str, Any] = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "artifacts": str(aset.root),
+        "set": {"geometry": {"width": aset.geometry.width, "height": aset.geometry.height,
+                             "quarter": list(aset.geometry.quarter), "tile": aset.geometry.tile,
+                             "overlap": aset.geometry.overlap, "tile_shape": list(aset.geometry.tile_shape)},
+                "style": aset.style, "lut": aset.lut, "denoiser": aset.denoiser, "targets": aset.targets,
+                "artifacts": len(aset.artifacts), "policy": aset.manifest.get("policy")},
+        "frames": [{"name": f.name, **f.source} for f in frames],
+        "reference": {"pipeline": f"isp.pipeline.Pipeline(style={aset.style}, denoiser={aset.denoiser}, "
+                                  f"tile={aset.geometry.tile}, overlap={aset.geometry.overlap})",
+                      "eval_set_reproducibility": reproducibility},
+        "budget": budgets,
+        "ort_int8": ort_int8,
+        "units": units,
+        "end_to_end": e2e,
+        "not_run": not_run,
+        "export_failures": aset.failures,
+        "versions": _versions(),
+    }
+    report["violations"] = check_budgets(report, budgets)
+    report["passed"] = not report["violations"]
+    report["seconds"] = round(time.perf_counter() - t_start, 3)
+    result.report = report
+    return result
+
+
+def _versions() -> dict[str, str]:
+    """Python, platform and the runtime distributions (from package metadata: importing coremltools or LiteRT
+    just to read a version would load TensorFlow)."""
+    import importlib.metadata
+    import platform
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("numpy", "torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+def _hwc(t: torch.Tensor, name: str) -> np.ndarray:
+    """A displayable ``(H, W, 3)`` float image of a ``(1, 3, H, W)`` tensor: linear data sRGB-encoded."""
+    a = t.detach().float()[0].permute(1, 2, 0).numpy().astype(np.float64)
+    a = np.clip(a, 0.0, 1.0)
+    return M.linear_to_srgb(a) if kind_of(name) == "linear" else a
+
+
+def _heat(ref: torch.Tensor, art: torch.Tensor, name: str) -> tuple[np.ndarray, float, str]:
+    mode = "de2000" if kind_of(name) == "srgb" else "rgb"
+    err = M.error_map(art, ref, mode=mode)
+    vmax = max(float(err.max()), 1e-6)
+    return M.colorize(err, vmax), vmax, "ΔE00" if mode == "de2000" else "|ΔRGB|"
+
+
+def _fmt_where(row: Mapping[str, Any]) -> str:
+    return row.get("where", "")
+
+
+def html_sections(result: DriftResult) -> list:
+    """The page: verdict, end to end (table, chain, images, timings), per unit (table, images), not run, failures."""
+    from runtime_py.report import Budget, Legend, Section, comparison_row
+
+    rep = result.report
+    budgets = rep.get("budget") or {}
+    secs = []
+    verdict = "no budget checked" if not budgets else ("within budget" if rep["passed"] else
+                                                       f"{len(rep['violations'])} budget violation(s)")
+    g = rep["set"]["geometry"]
+    secs.append(Section(
+        heading=f"Summary: {verdict}",
+        text=(f"Artifacts {rep['artifacts']} — {g['width']}x{g['height']} (quarter {g['quarter'][1]}x"
+              f"{g['quarter'][0]}), tile {g['tile']}, overlap {g['overlap']}; style {rep['set']['style']}, "
+              f"denoiser {rep['set']['denoiser']}; targets {', '.join(rep['set']['targets'])}. Reference: "
+              f"{rep['reference']['pipeline']}. Frames: {', '.join(f['name'] for f in rep['frames'])}. Budget: "
+              f"{budgets.get('name', 'none') if budgets else 'none'}."),
+        table=[{"violation": v} for v in rep["violations"]] or None))
+    # end to end
+    e2e_rows, chain_rows, timing_rows = [], [], []
+    for e in rep["end_to_end"]:
+        if e["status"] != "ok":
+            e2e_rows.append({"chain": e["name"], "class": e["class"], "frame": "—", "status": e["error"]})
+            continue
+        limits = budgets.get("end_to_end", {}).get(e["class"]) if budgets else None
+        for f in e["frames"]:
+            s = f["srgb"]
+            bad = _violations(s, limits) if limits else []
+            e2e_rows.append({"chain": e["name"], "class": e["class"], "frame": f["frame"],
+                             **{k: s[k] for k in _METRICS}, "seconds": f["seconds"],
+                             "verdict": ("FAIL: " + "; ".join(bad)) if bad else ("ok" if limits else "—")})
+        first = e["frames"][0]
+        for n, c in first["chain"].items():
+            chain_rows.append({"chain": e["name"], "tensor": n, "kind": c["kind"], "psnr": c["psnr"],
+                               "ssim": c["ssim"], "de2000_mean": c["de2000_mean"], "max_abs": c["max_abs"]})
+        timing_rows.append({"chain": e["name"], "frame": first["frame"],
+                            **{u: t["seconds"] for u, t in first["timings"].items()}, "total": first["seconds"]})
+    rows = []
+    for name, ref, art, frame in result.e2e_images:
+        heat, vmax, unit = _heat(ref, art, "srgb")
+        rows.append(comparison_row(_hwc(ref, "srgb"), _hwc(art, "srgb"), heat, f"{name} — {frame}", vmax=vmax,
+                                   unit=unit))
+    secs.append(Section(heading="End to end: artifact pipeline vs reference (final srgb)", table=e2e_rows or None,
+                        formats={"psnr": ".2f", "ssim": ".5f", "seconds": ".2f"}, image_rows=rows,
+                        text="Worst-case budgets by chain class: " + "; ".join(
+                            f"{k}: {', '.join(f'{m} {v:g}' for m, v in lim.items())}"
+                            for k, lim in budgets.get("end_to_end", {}).items()) if budgets else None))
+    if chain_rows:
+        secs.append(Section(heading="End to end: drift along the chain (first frame)", table=chain_rows,
+                            formats={"psnr": ".2f", "ssim": ".5f"}))
+    if timing_rows:
+        secs.append(Section(heading="End to end: seconds per unit on this host (first frame)", table=timing_rows,
+                            formats={k: ".3f" for k in timing_rows[0] if k not in ("chain", "frame")}))
+    # per unit
+    unit_rows = []
+    for u in rep["units"]:
+        limits = (budgets.get("unit", {}).get(u["precision"]) if budgets else None)
+        if u["status"] != "ok":
+            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"],
+                              "output": "—", "scope": "—", "verdict": f"FAIL: {u['error']}"})
+            continue
+        for s in u["summary"]:
+            bad = _violations(s, limits) if (limits and s["budgeted"]) else []
+            runner = {"runner": "float Q/DQ emulation"} if u.get("runner_options", {}).get("optimization") == \
+                "disable" else {}
+            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"], **runner,
+                              "output": s["output"], "scope": s["scope"], "n": s["n"],
+                              **{k: s[k] for k in _METRICS}, "worst at": _fmt_where(s),
+                              "verdict": ("FAIL: " + "; ".join(bad)) if bad else
+                              ("ok" if limits and s["budgeted"] else "—")})
+    rows = []
+    by_unit: dict[str, list[_UnitImage]] = {}
+    for im in result.unit_images:
+        by_unit.setdefault(im.unit, []).append(im)
+    for ims in by_unit.values():         # one row per unit: the worst artifact in full, the others' heat maps
+        ims = sorted(ims, key=lambda im: M.psnr(im.artifact, im.reference))
+        worst = ims[0]
+        heat, vmax, unit = _heat(worst.reference, worst.artifact, worst.name)
+        row = comparison_row(_hwc(worst.reference, worst.name), _hwc(worst.artifact, worst.name), heat,
+                             f"{worst.label}: {worst.name}" + (" (worst)" if len(ims) > 1 else ""), vmax=vmax,
+                             unit=unit)
+        for im in ims[1:]:
+            heat, vmax, unit = _heat(im.reference, im.artifact, im.name)
+            row.append((f"{im.label}: {im.name}: error heat map", heat, Legend(vmax, unit)))
+        rows.append(row)
+    secs.append(Section(
+        heading="Per unit: artifact vs reference on the reference's inputs (worst case)", table=unit_rows or None,
+        formats={"psnr": ".2f", "ssim": ".5f"},
+        budgets={"psnr": Budget(min=budgets["unit"]["fp32"]["psnr_min"])}
+        if budgets and "psnr_min" in budgets.get("unit", {}).get("fp32", {}) and
+        all(u["precision"] == "fp32" for u in rep["units"]) else None,
+        image_rows=rows,
+        text=("frame = the unit over the whole frame (tiled units stitched as the pipeline does); tiles = each "
+              "tile before stitching. Linear images are shown sRGB-encoded; heat maps: ΔE00 for sRGB outputs, "
+              "|ΔRGB| otherwise, scaled to each map's maximum. bgu_grid is not budgeted (see the docs); "
+              "upsample_fit is judged by its grid sliced with the reference slicer.")))
+    if rep["not_run"]:
+        secs.append(Section(heading="Not run on this host", table=[
+            {"unit": r["unit"], "target": r["target"], "precision": r["precision"], "file": r["file"],
+             "status": r["status"],
+             "compute precision": (r.get("structural") or {}).get("compute_precision"),
+             "compute units": (r.get("structural") or {}).get("compute_units"),
+             "ops": (r.get("structural") or {}).get("op_count"),
+             "top op types": ", ".join(f"{k} {v}" for k, v in list(((r.get("structural") or {}).get("op_types")
+                                                                     or {}).items())[:6]),
+             "note": r.get("structural_error") or r.get("reason")} for r in rep["not_run"]]))
+    if rep["export_failures"]:
+        secs.append(Section(heading="Export failures recorded in the manifest", table=[
+            {k: f.get(k) for k in ("unit", "target", "precision", "error")} for f in rep["export_failures"]]))
+    if rep["reference"]["eval_set_reproducibility"]:
+        secs.append(Section(heading="Reference reproducibility (reference run vs the evaluation set's stored srgb)",
+                            table=rep["reference"]["eval_set_reproducibility"], formats={"psnr": ".2f"}))
+    return secs
+
+
+def write_reports(result: DriftResult, json_path: str | Path | None = None,
+                  html_path: str | Path | None = None) -> None:
+    """The JSON report and the HTML page (both atomic; folders created)."""
+    from runtime_py.report import write_html_report, write_json_report
+
+    if json_path is not None:
+        write_json_report(json_path, result.report)
+    if html_path is not None:
+        write_html_report(html_path, f"Drift: {Path(result.report['artifacts']).name}", html_sections(result),
+                          versions=result.report.get("versions"), max_side=_DISPLAY_SIDE)
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+def _csv(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtime_py.drift",
+                                description="Drift of an exported artifact set against the PyTorch reference: per "
+                                            "unit on the reference's inputs, and end to end from the raw frame")
+    p.add_argument("--artifacts", type=Path, required=True, help="folder with manifest.json (convert/export.py)")
+    p.add_argument("--dng", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="DNG frames (cropped to the export geometry, see --fit)")
+    p.add_argument("--eval-set", type=Path, default=None, metavar="DIR",
+                   help="evaluation set at the export geometry (python -m calibration build; DIR/eval)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the JSON report here")
+    p.add_argument("--html", type=Path, default=None, metavar="OUT", help="write the HTML page here")
+    p.add_argument("--budget", default="none", metavar="ci|none|FILE",
+                   help="budgets to enforce (exit 1 when violated): ci (the project's), none (default), or JSON")
+    p.add_argument("--fit", choices=("crop", "exact"), default="crop",
+                   help="DNGs larger than the geometry: centre-crop (default) or refuse (exact)")
+    p.add_argument("--targets", type=_csv, default=None, metavar="T,T",
+                   help="evaluate only these targets (executorch, tflite/litert, onnx); default all runnable")
+    p.add_argument("--max-frames", type=int, default=None, help="at most this many frames")
+    p.add_argument("--max-tiles", type=int, default=16,
+                   help="per frame and tiled unit, at most this many tiles in the per-tile comparison (0 = all)")
+    p.add_argument("--weights", type=Path, default=None, help="reference weights (default: the manifest's)")
+    p.add_argument("--ort-int8", choices=("emulate", "host"), default="emulate",
+                   help="ONNX int8 artifacts flagged by the exporter (x86 without VNNI): float Q/DQ emulation "
+                        "(default) or this CPU's saturating integer kernels")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        budgets = load_budgets(args.budget)
+        if args.eval_set is not None and (args.eval_set / "eval" / "set.json").is_file() and \
+                not (args.eval_set / "set.json").is_file():
+            args.eval_set = args.eval_set / "eval"
+        result = run_drift(args.artifacts, dngs=args.dng, eval_set=args.eval_set, fit=args.fit, budgets=budgets,
+                           targets=args.targets, max_frames=args.max_frames, max_tiles=args.max_tiles or None,
+                           weights=args.weights, ort_int8=args.ort_int8,
+                           progress=not args.quiet and sys.stderr.isatty(),
+                           say=None if args.quiet else (lambda s: print(f"drift: {s}", file=sys.stderr)))
+    except (ValueError, FileNotFoundError, NotRunnableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_reports(result, args.json, args.html)
+    rep = result.report
+    for e in rep["end_to_end"]:
+        if e["status"] == "ok":
+            s = e["summary"]
+            print(f"end to end {e['name']:<40} psnr {s['psnr']:.2f} dB  ssim {s['ssim']:.5f}  ΔE00 mean "
+                  f"{s['de2000_mean']:.3f} p95 {s['de2000_p95']:.3f} max {s['de2000_max']:.3f}")
+        else:
+            print(f"end to end {e['name']:<40} {e['error']}")
+    for r in rep["not_run"]:
+        print(f"not run    {r['unit']} {r['target']}/{r['precision']}: {r['status']}")
+    for path in (args.json, args.html):
+        if path is not None:
+            print(f"wrote {path}")
+    if rep["violations"]:
+        print(f"drift: {len(rep['violations'])} budget violation(s) ({rep['budget']['name']}):", file=sys.stderr)
+        for v in rep["violations"]:
+            print(f"  {v}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
