@@ -15,6 +15,16 @@ from isp.golden import find_golden_files, load_golden
 
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
+#: what a plain ``pytest`` selects when no ``-m`` is given: everything but ``slow`` on a workstation; under CI
+#: (``CI`` set) the export quality budget (``budget``) runs too, slow or not. ``-m ""`` selects everything.
+DEFAULT_MARKERS = "not slow"
+CI_MARKERS = "not slow or budget"
+
+
+def pytest_configure(config):
+    if not config.option.markexpr and "-m" not in config.invocation_params.args:
+        config.option.markexpr = CI_MARKERS if os.environ.get("CI") else DEFAULT_MARKERS
+
 
 def _shared_or_skip():
     try:
