@@ -21,7 +21,6 @@ before ``DeviceLost`` is raised with the finished items listed. A runner past it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from android_harness.faults import (
     RunnerTimeout,
 )
 from android_harness.transport import AdbClientTransport, AdbShellTransport, AdbTransport, DeviceEntry, ShellResult
+from isp.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,22 @@ def native_runner_spec(binary: str | os.PathLike, libs: Sequence[str | os.PathLi
     return RunnerSpec(binary.name, (f"{root}/bin/{binary.name}",), tuple(files), env)
 
 
+def stage_inputs(inputs: Mapping[str, object] | str | os.PathLike, local_dir: str | os.PathLike) -> Path:
+    """The folder of ``<input name>.npy`` a runner reads: ``inputs`` itself when it is a folder, else
+    ``local_dir/inputs`` with each ``{input name: array}`` item saved there (file stem: ``sanitize_name``)."""
+    if not isinstance(inputs, Mapping):
+        return Path(inputs)
+    import numpy as np
+
+    from android_harness.host_runner import sanitize_name
+
+    in_dir = Path(local_dir) / "inputs"
+    in_dir.mkdir(parents=True, exist_ok=True)
+    for name, arr in inputs.items():
+        np.save(in_dir / (sanitize_name(name) + ".npy"), np.asarray(arr), allow_pickle=False)
+    return in_dir
+
+
 _HASH_CACHE: dict[tuple, str] = {}  # (resolved path, size, mtime_ns) -> sha256, for the life of the process
 
 
@@ -156,11 +172,7 @@ def _sha256_file(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()
+        _HASH_CACHE[key] = sha256_file(path)
     return _HASH_CACHE[key]
 
 
@@ -426,8 +438,6 @@ class AndroidDevice:
         ``DeviceStorageFull``."""
         import numpy as np
 
-        from android_harness.host_runner import sanitize_name
-
         model = Path(model)
         if not model.is_file():
             raise FileNotFoundError(f"model {model} does not exist")
@@ -435,13 +445,7 @@ class AndroidDevice:
         local_dir.mkdir(parents=True, exist_ok=True)
         own_dir = out_dir is None
         try:
-            if isinstance(inputs, Mapping):
-                in_dir = local_dir / "inputs"
-                in_dir.mkdir(exist_ok=True)
-                for name, arr in inputs.items():
-                    np.save(in_dir / (sanitize_name(name) + ".npy"), np.asarray(arr), allow_pickle=False)
-            else:
-                in_dir = Path(inputs)
+            in_dir = stage_inputs(inputs, local_dir)
             input_files = sorted(in_dir.glob("*.npy"))
             if not input_files:
                 raise FileNotFoundError(f"no .npy inputs in {in_dir}")
@@ -494,6 +498,15 @@ def list_devices(*, adb: str = "adb", server_port: int | None = None,
     return AdbClientTransport("", adb=adb, server_port=server_port, home=home).list_devices()
 
 
+def add_adb_args(p: argparse.ArgumentParser,
+                 serial_help: str = "adb serial or HOST:PORT (default: the matching connected device)") -> None:
+    """The CLIs' ``--serial``, ``--transport`` and ``--key``: how to reach the device (see :func:`make_transport`)."""
+    p.add_argument("--serial", default=None, help=serial_help)
+    p.add_argument("--transport", choices=("adb", "adb-shell"), default="adb",
+                   help="adb: the platform-tools client; adb-shell: the Python package over TCP (HOST:PORT)")
+    p.add_argument("--key", default=None, help="adb private key file (default ~/.android/adbkey)")
+
+
 def make_transport(serial: str, kind: str = "adb", **kwargs) -> AdbTransport:
     """``kind`` "adb" (the adb binary; any serial) or "adb-shell" (PyPI package; ``host:port`` serials only)."""
     if kind == "adb":
@@ -509,9 +522,7 @@ def make_transport(serial: str, kind: str = "adb", **kwargs) -> AdbTransport:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m android_harness.device",
                                 description="Inspect and tidy an Android device used for benchmarks.")
-    p.add_argument("--serial", help="adb serial or host:port (not needed for 'list')")
-    p.add_argument("--transport", choices=("adb", "adb-shell"), default="adb")
-    p.add_argument("--key", help="adb private key file (default ~/.android/adbkey)")
+    add_adb_args(p, serial_help="adb serial or host:port (not needed for 'list')")
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"device folder (default {DEFAULT_ROOT})")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="devices the adb server knows")

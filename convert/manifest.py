@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from isp.jsonio import write_json_atomic
+from isp.jsonio import read_json, write_json_atomic
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "SIDECAR_SUFFIX", "IDENTITY_KEYS", "new_manifest", "artifact_key",
            "read_manifest", "merge_manifests", "write_manifest", "update_manifest", "write_io_sidecar",
@@ -67,12 +67,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise ValueError(f"{path}: no artifact manifest here (run python convert/export.py --out {path.parent})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, missing=f"{path}: no artifact manifest here (run python convert/export.py --out "
+                                   f"{path.parent})")
     if data.get("format") != FORMAT:
         raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
     data.setdefault("artifacts", [])

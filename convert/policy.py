@@ -15,7 +15,6 @@ manifest entry of that artifact (:meth:`Policy.plan`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any, Mapping, Sequence
 from convert import recipes
 from convert.recipes import PRECISIONS, Recipe
 from convert.units import UNIT_ORDER
+from isp.jsonio import read_json
 
 __all__ = ["POLICY_DIR", "BUILTIN", "FALLBACK", "Policy", "PlannedUnit", "load_policy"]
 
@@ -88,12 +88,8 @@ class Policy:
         """A built-in policy name (``fp32``, ``fp16``, ``int8``, ``w8``) or a JSON file."""
         text = str(name_or_path)
         path = POLICY_DIR / f"{text}.json" if text in BUILTIN else Path(text)
-        if not path.is_file():
-            raise ValueError(f"policy {text!r}: no such file; give a JSON file or one of {', '.join(BUILTIN)}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"policy {path}: not valid JSON ({exc})") from None
+        data = read_json(path, what="policy ",
+                         missing=f"policy {text!r}: no such file; give a JSON file or one of {', '.join(BUILTIN)}")
         return cls.from_json(data, name=text if text in BUILTIN else str(path))
 
     # ---------------------------------------------------------------------------------------------- use

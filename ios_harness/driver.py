@@ -44,7 +44,6 @@ no space → ``DeviceStorageFull``; ``<timings>.error.json`` or no timings → `
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -59,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from android_harness.device import DeviceInfo, PushReport, RunResult, RunnerSpec
+from android_harness.device import DeviceInfo, PushReport, RunResult, RunnerSpec, stage_inputs
 from android_harness.faults import (DeviceLost, DeviceNotFound, DeviceStorageFull, DeviceUnauthorized, HarnessError,
                                     RunnerCrashed, RunnerTimeout, TransferFailed)
-from android_harness.host_runner import sanitize_name
+from isp.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +322,7 @@ class IosDevice:
             pairs = ([(f, posixpath.join(remote, f.relative_to(local).as_posix()))
                       for f in sorted(local.rglob("*")) if f.is_file()] if local.is_dir() else [(local, remote)])
             for f, r in pairs:
-                digest = _sha256(f)
+                digest = sha256_file(f)
                 if index.get(r) == digest:
                     report.skipped.append(r)
                     continue
@@ -393,13 +392,7 @@ class IosDevice:
         model = Path(model)
         local_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"ios_{model.stem}_"))
         local_dir.mkdir(parents=True, exist_ok=True)
-        if isinstance(inputs, Mapping):
-            in_dir = local_dir / "inputs"
-            in_dir.mkdir(exist_ok=True)
-            for name, arr in inputs.items():
-                np.save(in_dir / (sanitize_name(name) + ".npy"), np.asarray(arr), allow_pickle=False)
-        else:
-            in_dir = Path(inputs)
+        in_dir = stage_inputs(inputs, local_dir)
         r_model = f"{self.root}/models/{model.name}"
         r_inputs = f"{self.root}/inputs/{model.stem}"
         push = self.push([(model, r_model)] + [(p, f"{r_inputs}/{p.name}") for p in sorted(in_dir.glob("*.npy"))])
@@ -447,14 +440,6 @@ class IosDevice:
             outs.append(arrays)
             ms.append(float(s["iteration_ms"][0]) if s.get("iteration_ms") else float("nan"))
         return outs, ms, timings.get("backend")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_ios_device(profile, udid: str | None = None, *, tool: str = "devicectl", app: str | None = None,

@@ -1,5 +1,6 @@
 """Atomic JSON reports: written to a temporary file in the target folder, then renamed over the target, so a crash
-or a full disk never leaves a half-written report. Non-finite floats become ``null`` (strict JSON)."""
+or a full disk never leaves a half-written report. Non-finite floats become ``null`` (strict JSON). And
+:func:`read_json`: a JSON input file whose problems are a one-line ``ValueError``."""
 from __future__ import annotations
 
 import errno
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "to_jsonable"]
+__all__ = ["write_json_atomic", "to_jsonable", "read_json"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -50,3 +51,16 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def read_json(path: str | Path, *, what: str = "", missing: str | None = None) -> Any:
+    """The JSON value of the file ``path``. ``ValueError`` when it is not a file (message ``missing``, default
+    ``"{what}{path}: no such file"``) or not valid JSON (``"{what}{path}: not valid JSON (...)"``); ``what`` names
+    the input in the messages (e.g. ``"policy "``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(missing or f"{what}{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what}{path}: not valid JSON ({exc})") from None

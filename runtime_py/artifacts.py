@@ -33,19 +33,19 @@ schema of ``docs/EXPORT_DESIGN.md`` (geometry, entries, shapes per unit).
 """
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from isp.hashing import sha256_path as file_sha256  # the digest the manifests record (re-exported)
 from isp.stages.upsample import GRID_DEPTH, grid_shape
 from isp.tiling import TilePlan
 
 __all__ = ["FORMAT", "UNITS", "TILED_UNITS", "QUARTER_UNITS", "UNIT_IO", "TARGETS", "RUNNABLE_TARGETS",
            "PRECISIONS", "DEFAULT_PREFER", "ORT_INT8_MODES", "FrameGeometry", "Artifact", "ArtifactSet", "Selection",
            "ArtifactIntegrityError", "UnitMissingError", "NotRunnableError", "normalize_target", "target_family",
-           "parse_selection",
+           "parse_selection", "add_ort_int8_arg",
            "file_sha256"]
 
 FORMAT = "isp-artifacts/1"
@@ -143,19 +143,11 @@ def parse_selection(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder (``.mlpackage``) as sorted (relative path, content) pairs — the digest
-    ``convert.targets.base.path_sha256`` records."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+def add_ort_int8_arg(p) -> None:
+    """The CLIs' ``--ort-int8`` option (an ``argparse`` parser; the value goes to :meth:`Artifact.load_options`)."""
+    p.add_argument("--ort-int8", choices=ORT_INT8_MODES, default=ORT_INT8_DEFAULT,
+                   help="ONNX int8 artifacts flagged by the exporter (x86 without VNNI): float Q/DQ emulation "
+                        "(default) or this CPU's saturating integer kernels")
 
 
 # ----------------------------------------------------------------------------------------------------- geometry

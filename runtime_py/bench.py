@@ -77,12 +77,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from android_harness.device import (AndroidDevice, DeviceInfo, RunnerSpec, host_runner_spec,
+from android_harness.device import (AndroidDevice, DeviceInfo, RunnerSpec, add_adb_args, host_runner_spec,
                                     native_runner_spec)
 from android_harness.faults import (CommandTimeout, DeviceLost, DeviceNotFound, DeviceStorageFull,
                                     DeviceUnauthorized, HarnessError, RunnerCrashed, RunnerTimeout)
 from android_harness.host_runner import sanitize_name
 from android_harness.transport import ShellResult
+from isp.hashing import sha256_path
 from isp.jsonio import write_json_atomic
 from runtime_py.devices import (DeviceMismatch, DeviceProfile, ProfileError, Selection, get_profile,
                                 open_android_device, select_artifacts)
@@ -212,11 +213,6 @@ def _host_info() -> DeviceInfo:
 
 
 # ====================================================================================================== helpers
-
-def _sha256_file(path: Path) -> str:
-    from runtime_py.artifacts import file_sha256
-    return file_sha256(path)
-
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -783,8 +779,8 @@ class _Run:
     def runner_key(self) -> str:
         spec = self.runner_spec()
         return _digest({"runner": spec.name, "argv0": spec.argv[0] if spec.argv else "",
-                        "files": [_sha256_file(Path(f)) for f, _, _ in spec.files],
-                        "batch": _sha256_file(BATCH_RUNNER), "threads": self.opts.threads,
+                        "files": [sha256_path(f) for f, _, _ in spec.files],
+                        "batch": sha256_path(BATCH_RUNNER), "threads": self.opts.threads,
                         "args": list(self.opts.runner_args)})
 
     def unit_key(self, up: UnitPlan) -> str:
@@ -1383,10 +1379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", required=True, type=Path, help="exported artifact folder (manifest.json)")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out); a "
                                                                      "re-run with the same folder resumes")
-    p.add_argument("--serial", default=None, help="adb serial or HOST:PORT (default: the matching connected device)")
-    p.add_argument("--transport", choices=("adb", "adb-shell"), default="adb",
-                   help="adb: the platform-tools client; adb-shell: the Python package over TCP (HOST:PORT)")
-    p.add_argument("--key", default=None, help="adb private key (default ~/.android/adbkey)")
+    add_adb_args(p)
     p.add_argument("--iterations", type=int, default=10, help="timed inferences per unit (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed inferences before timing (default 3)")
     p.add_argument("--eval-set", type=Path, default=None,

@@ -39,7 +39,6 @@ Exit codes: 0 done; 2 bad arguments / profile / mismatch; 3 device fault (not fo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from android_harness.faults import HarnessError
+from isp.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,6 @@ def capture_command(launcher: str, output: str, *, package: str = CAPTURE_PACKAG
 
 def _q(s: str) -> str:
     return shlex.quote(str(s))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _dng_summary(path: Path) -> dict[str, Any]:
@@ -220,7 +212,7 @@ def capture(dev, out_dir: str | os.PathLike, name: str | None = None, *, package
                 sidecar = json.loads(tmp_side.read_text())
             except ValueError as exc:
                 sidecar = {"unreadable": f"{exc}"}
-        digest = _sha256(tmp_dng)
+        digest = sha256_file(tmp_dng)
         if remote_sha and remote_sha != digest:
             raise CaptureError(f"the pulled DNG's sha256 {digest[:12]}… differs from the device's "
                                f"{remote_sha[:12]}…; retry the capture", code=5)
@@ -249,15 +241,15 @@ def capture(dev, out_dir: str | os.PathLike, name: str | None = None, *, package
 # ---------------------------------------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
+    from android_harness.device import add_adb_args
+
     p = argparse.ArgumentParser(prog="python -m runtime_py.capture",
                                 description="Capture a DNG on an Android phone (capture app via `am start`) and "
                                             "pull it, verified, with its metadata.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", required=True, help="device profile (python -m runtime_py.devices list)")
     p.add_argument("--profile-file", action="append", default=[], metavar="FILE", help="extra profile file")
-    p.add_argument("--serial", default=None, help="adb serial or HOST:PORT (default: the matching connected device)")
-    p.add_argument("--transport", choices=("adb", "adb-shell"), default="adb")
-    p.add_argument("--key", default=None, help="adb private key (default ~/.android/adbkey)")
+    add_adb_args(p)
     p.add_argument("--allow-mismatch", action="store_true", help="use --serial even if it is another model")
     p.add_argument("-o", "--out", required=True, type=Path, help="folder for <name>.dng and <name>.json")
     p.add_argument("--name", default=None, help="file name without .dng (default isp_<date>_<time>)")

@@ -529,6 +529,8 @@ def open_android_device(profile: DeviceProfile, serial: str | None = None, trans
 # ---------------------------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
+    from android_harness.device import add_adb_args
+
     p = argparse.ArgumentParser(prog="python -m runtime_py.devices",
                                 description="List, show and detect benchmark device profiles.")
     p.add_argument("--profile-file", action="append", default=[], metavar="FILE",
@@ -538,9 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="one profile as JSON")
     s.add_argument("name")
     d = sub.add_parser("detect", help="which profile the connected Android device(s) match")
-    d.add_argument("--serial", default=None)
-    d.add_argument("--transport", choices=("adb", "adb-shell"), default="adb")
-    d.add_argument("--key", default=None, help="adb private key (default ~/.android/adbkey)")
+    add_adb_args(d, serial_help="adb serial or HOST:PORT (default: every connected device)")
     return p
 
 

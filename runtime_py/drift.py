@@ -68,9 +68,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from isp.jsonio import read_json
 from runtime_py import metrics as M
 from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO, Artifact, ArtifactSet,
-                                  FrameGeometry, Selection, UnitMissingError, NotRunnableError, target_family)
+                                  FrameGeometry, Selection, UnitMissingError, NotRunnableError, add_ort_int8_arg,
+                                  target_family)
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
 __all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
@@ -105,12 +107,8 @@ def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
     if str(spec) == "ci":
         return {"name": "ci", **json.loads(json.dumps(CI_BUDGETS))}
     path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--budget {path}: not valid JSON ({exc})") from None
+    data = read_json(path, what="--budget ",
+                     missing=f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
     if not isinstance(data, dict) or not set(data) <= {"unit", "end_to_end", "name"} or \
             not ({"unit", "end_to_end"} & set(data)):
         raise ValueError(f"--budget {path}: expected {{\"unit\": {{precision: limits}}, \"end_to_end\": "
@@ -892,9 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tiles", type=int, default=16,
                    help="per frame and tiled unit, at most this many tiles in the per-tile comparison (0 = all)")
     p.add_argument("--weights", type=Path, default=None, help="reference weights (default: the manifest's)")
-    p.add_argument("--ort-int8", choices=("emulate", "host"), default="emulate",
-                   help="ONNX int8 artifacts flagged by the exporter (x86 without VNNI): float Q/DQ emulation "
-                        "(default) or this CPU's saturating integer kernels")
+    add_ort_int8_arg(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p

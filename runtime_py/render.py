@@ -33,6 +33,8 @@ def _csv(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime_py.artifacts import add_ort_int8_arg
+
     p = argparse.ArgumentParser(prog="python -m runtime_py.render",
                                 description="Render a DNG with exported artifacts (ExecuTorch, LiteRT, ONNX Runtime)")
     p.add_argument("input", type=Path, help="input DNG")
@@ -50,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     p.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the chosen artifacts")
-    p.add_argument("--ort-int8", choices=("emulate", "host"), default="emulate",
-                   help="ONNX int8 artifacts flagged by the exporter (x86 without VNNI): float Q/DQ emulation "
-                        "(default) or this CPU's saturating integer kernels")
+    add_ort_int8_arg(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiling and stitching)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no timing table")
     return p

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -119,30 +120,39 @@ def other_key(tmp_path_factory) -> Path:
     return ensure_adb_key(tmp_path_factory.mktemp("otherkeys") / "adbkey")
 
 
-@pytest.fixture(scope="session")
-def _start_fake(device_tools, tmp_path_factory, host_key):
+def launch_fakeadbd(fakeadbd: Path, root: Path, port_file: Path, log: Path, *extra: str, adb_key: Path,
+                    props: dict | None = None, host_ro: bool = True) -> FakeDevice:
+    """Start fakeadbd.py serving the device folder ``root`` and wait for the port it writes to ``port_file``.
+
+    ``adb_key``: the private key whose ``.pub`` it accepts; ``props``: getprop values (default a Pixel 8);
+    ``host_ro``: the venv visible read-only (for host_runner.py); ``extra``: more fakeadbd flags; stderr -> ``log``.
+    The caller stops the returned device."""
+    argv = [sys.executable, str(fakeadbd), "--root", str(root), "--port", "0", "--port-file", str(port_file),
+            "--adb-keys", str(adb_key) + ".pub", "-v"]
+    for k, v in (props or PIXEL8_PROPS).items():
+        argv += ["--prop", f"{k}={v}"]
+    if host_ro:
+        for p in _host_ro_paths():
+            argv += ["--host-ro", p]
+    argv += list(extra)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf)
+    deadline = time.monotonic() + 10
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"fakeadbd did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.02)
+    return FakeDevice(int(port_file.read_text()), Path(root), proc, log)
+
+
+def stopped_after(launch: Callable[..., FakeDevice]) -> Iterator[Callable[..., FakeDevice]]:
+    """The body of a factory fixture (``yield from stopped_after(launch)``): yields ``launch``, remembering every
+    device it starts, and stops them all at the fixture's teardown."""
     started: list[FakeDevice] = []
 
-    def start(*extra: str, keys: Path | None = None, props: dict | None = None, host_ro: bool = True) -> FakeDevice:
-        base = tmp_path_factory.mktemp("fakedev")
-        port_file = base / "port"
-        log = base / "fakeadbd.log"
-        argv = [sys.executable, str(device_tools), "--root", str(base / "root"), "--port", "0",
-                "--port-file", str(port_file), "--adb-keys", str(keys or host_key) + ".pub", "-v"]
-        for k, v in (props or PIXEL8_PROPS).items():
-            argv += ["--prop", f"{k}={v}"]
-        if host_ro:
-            for p in _host_ro_paths():
-                argv += ["--host-ro", p]
-        argv += list(extra)
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-        deadline = time.monotonic() + 10
-        while not port_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"fakeadbd did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.02)
-        dev = FakeDevice(int(port_file.read_text()), base / "root", proc, log)
+    def start(*args, **kwargs) -> FakeDevice:
+        dev = launch(*args, **kwargs)
         started.append(dev)
         return dev
 
@@ -151,19 +161,20 @@ def _start_fake(device_tools, tmp_path_factory, host_key):
         dev.stop()
 
 
+@pytest.fixture(scope="session")
+def _start_fake(device_tools, tmp_path_factory, host_key):
+    def launch(*extra: str, keys: Path | None = None, props: dict | None = None, host_ro: bool = True) -> FakeDevice:
+        base = tmp_path_factory.mktemp("fakedev")
+        return launch_fakeadbd(device_tools, base / "root", base / "port", base / "fakeadbd.log", *extra,
+                               adb_key=keys or host_key, props=props, host_ro=host_ro)
+
+    yield from stopped_after(launch)
+
+
 @pytest.fixture
 def fake_device(_start_fake):
     """Factory: a fresh stand-in device with extra fakeadbd flags, stopped after the test."""
-    mine: list[FakeDevice] = []
-
-    def start(*extra: str, **kwargs) -> FakeDevice:
-        dev = _start_fake(*extra, **kwargs)
-        mine.append(dev)
-        return dev
-
-    yield start
-    for dev in mine:
-        dev.stop()
+    yield from stopped_after(_start_fake)
 
 
 @pytest.fixture(scope="session")

@@ -74,6 +74,14 @@ def export_set(out: Path, target: str = "onnx", precision: str = "fp32") -> Path
     return out
 
 
+def cache_dir(request, tmp_path_factory, name: str) -> Path:
+    """pytest's cache folder ``name``, or a session temporary folder when the cache is off (``-p no:cacheprovider``)
+    or ``ISP_TEST_FRESH_ARTIFACTS`` is set."""
+    if os.environ.get("ISP_TEST_FRESH_ARTIFACTS") or getattr(request.config, "cache", None) is None:
+        return tmp_path_factory.mktemp(name)
+    return Path(request.config.cache.mkdir(name))
+
+
 def cached_set(request, tmp_path_factory, target: str = "onnx", precision: str = "fp32") -> Path:
     """The set for ``target``/``precision`` from pytest's cache folder, exported there first if needed.
 

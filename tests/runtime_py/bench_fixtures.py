@@ -16,7 +16,9 @@ name; its autouse model-export and native-build fixtures are deliberately not im
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -25,39 +27,62 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import AbstractSet, Iterator
 
 import pytest
 
 from tests.android_harness.conftest import (  # noqa: F401 — fixtures, used by name
-    PIXEL8_PROPS, FakeDevice, _host_ro_paths, _start_fake, adb_server, device_tools, fake_device, free_port, host_key,
-    make_transport, other_key)
-from tests.runtime_py.artifact_sets import onnx_set  # noqa: F401 — fixture
+    FakeDevice, _start_fake, adb_server, device_tools, fake_device, free_port, host_key, launch_fakeadbd,
+    make_transport, other_key, stopped_after)
+from tests.runtime_py.artifact_sets import cache_dir, onnx_set  # noqa: F401 — onnx_set is a fixture
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRA_EXPORTS = (("tflite", "gain"),)
 
 
-def _valid(folder: Path) -> bool:
+def _export(target: str, stages: str, out: Path) -> None:
+    """convert/export.py: ``stages`` to ``target`` in fp32 at the CI geometry into ``out``; fails the test on error."""
+    proc = subprocess.run([sys.executable, str(REPO / "convert" / "export.py"), "--target", target, "--stages",
+                           stages, "--precision", "fp32", "--size", "512x320", "--tile", "128", "--overlap", "32",
+                           "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        pytest.fail(f"exporting {stages} to {target} for the bench tests failed:\n{proc.stderr[-3000:]}")
+
+
+@contextlib.contextmanager
+def _staged(folder: Path) -> Iterator[Path]:
+    """A staging path next to ``folder`` (not created); when the block succeeds it replaces ``folder``."""
+    staging = folder.parent / f".staging-{uuid.uuid4().hex[:8]}"
+    try:
+        yield staging
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _valid(folder: Path, needs: AbstractSet[tuple[str, str]] = frozenset()) -> bool:
+    """The cached set in ``folder`` opens, its files check out and it holds every (unit, target) of ``needs``."""
     from runtime_py.artifacts import ArtifactSet
     try:
         aset = ArtifactSet.open(folder)
         for a in aset.artifacts:
             a.check_file(verify=True)
-        return {("gain", "litert")} <= {(a.unit, a.target) for a in aset.artifacts}
+        return needs <= {(a.unit, a.target) for a in aset.artifacts}
     except Exception:  # noqa: BLE001 — any problem: build again
         return False
 
 
 @pytest.fixture(scope="session")
-def bench_artifacts(request, onnx_set) -> Path:  # noqa: F811
+def bench_artifacts(request, tmp_path_factory, onnx_set) -> Path:  # noqa: F811
     """The ONNX fp32 test set plus a LiteRT fp32 ``gain`` (cached; see the module docstring)."""
-    base = Path(request.config.cache.mkdir("runtime_py-bench"))
+    base = cache_dir(request, tmp_path_factory, "runtime_py-bench")
     folder = base / f"{Path(onnx_set).name}-tflite-gain"
-    if (folder / "manifest.json").is_file() and _valid(folder):
+    if (folder / "manifest.json").is_file() and _valid(folder, {("gain", "litert")}):
         return folder
-    staging = base / f".staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    with _staged(folder) as staging:
+        staging.mkdir()
         for f in Path(onnx_set).iterdir():
             if f.is_file() and not f.name.startswith("."):
                 if f.name == "manifest.json":
@@ -65,16 +90,7 @@ def bench_artifacts(request, onnx_set) -> Path:  # noqa: F811
                 else:
                     (staging / f.name).symlink_to(f.resolve())
         for target, stages in EXTRA_EXPORTS:
-            proc = subprocess.run([sys.executable, str(REPO / "convert" / "export.py"), "--target", target,
-                                   "--stages", stages, "--precision", "fp32", "--size", "512x320", "--tile", "128",
-                                   "--overlap", "32", "--out", str(staging), "--quiet"],
-                                  capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL)
-            if proc.returncode != 0:
-                pytest.fail(f"exporting {stages} to {target} for the bench set failed:\n{proc.stderr[-3000:]}")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            _export(target, stages, staging)
     for old in base.iterdir():                          # keep one cached set
         if old != folder and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
@@ -111,32 +127,14 @@ def adb_env(adb_server, host_key, monkeypatch):  # noqa: F811
 @pytest.fixture
 def fake_at(device_tools, host_key, tmp_path, dng_folder):  # noqa: F811
     """fake_at(root, *extra) -> a stand-in Pixel 8 serving the device folder ``root``; stopped after the test."""
-    started: list[FakeDevice] = []
+    n = itertools.count()
 
-    def start(root: Path, *extra: str) -> FakeDevice:
-        n = len(started)
-        port_file, log = tmp_path / f"port{n}", tmp_path / f"fakeadbd{n}.log"
-        argv = [sys.executable, str(device_tools), "--root", str(root), "--port", "0", "--port-file",
-                str(port_file), "--adb-keys", str(host_key) + ".pub", "-v", "--host-ro", str(dng_folder)]
-        for k, v in PIXEL8_PROPS.items():
-            argv += ["--prop", f"{k}={v}"]
-        for p in _host_ro_paths():
-            argv += ["--host-ro", p]
-        argv += list(extra)
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-        deadline = time.monotonic() + 10
-        while not port_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"fakeadbd did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.02)
-        dev = FakeDevice(int(port_file.read_text()), Path(root), proc, log)
-        started.append(dev)
-        return dev
+    def launch(root: Path, *extra: str) -> FakeDevice:
+        i = next(n)
+        return launch_fakeadbd(device_tools, root, tmp_path / f"port{i}", tmp_path / f"fakeadbd{i}.log",
+                               "--host-ro", str(dng_folder), *extra, adb_key=host_key)
 
-    yield start
-    for dev in started:
-        dev.stop()
+    yield from stopped_after(launch)
 
 
 @pytest.fixture
@@ -164,37 +162,17 @@ def stub_artifacts(tmp_path, shared_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pte_artifacts(request) -> Path:
+def pte_artifacts(request, tmp_path_factory) -> Path:
     """``gain`` and ``gamma`` exported to ExecuTorch (XNNPACK) fp32 at the CI geometry (cached like the others)."""
-    base = Path(request.config.cache.mkdir("runtime_py-bench-pte"))
+    base = cache_dir(request, tmp_path_factory, "runtime_py-bench-pte")
     src = sorted((REPO / "convert").rglob("*.py")) + sorted((REPO / "isp").rglob("*.py"))
     key = hashlib.sha256(b"".join(f.read_bytes() for f in src)).hexdigest()[:16]
     folder = base / key
-    if (folder / "manifest.json").is_file() and _valid_pte(folder):
+    if (folder / "manifest.json").is_file() and _valid(folder):
         return folder
-    staging = base / f".staging-{uuid.uuid4().hex[:8]}"
-    try:
-        proc = subprocess.run([sys.executable, str(REPO / "convert" / "export.py"), "--target", "executorch",
-                               "--stages", "gain,gamma", "--precision", "fp32", "--size", "512x320", "--tile", "128",
-                               "--overlap", "32", "--out", str(staging), "--quiet"],
-                              capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            pytest.fail(f"exporting gain,gamma to ExecuTorch failed:\n{proc.stderr[-3000:]}")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _staged(folder) as staging:
+        _export("executorch", "gain,gamma", staging)
     return folder
-
-
-def _valid_pte(folder: Path) -> bool:
-    from runtime_py.artifacts import ArtifactSet
-    try:
-        for a in ArtifactSet.open(folder).artifacts:
-            a.check_file(verify=True)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.fixture(scope="session")
