@@ -129,3 +129,21 @@ def test_render_cli_errors(onnx_set, tmp_path, capsys):
                         "--quiet", "--prefer", "coreml"])
     assert code == 2 and "unit denoise: no artifact among targets coreml" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in paths.dng_dir().glob("*.dng")) if paths.dng_dir().is_dir()
+                         else [])
+def test_render_every_shipped_dng_matches_the_reference(name, onnx_set, geometry, tmp_path, capsys):
+    """``runtime_py.render`` on each shipped DNG (centre crop at the set's geometry) against the float32 reference
+    render of the same crop: within the fp32 budget (60 dB) and a mean ΔE2000 far below 1."""
+    from runtime_py.drift import EvalFrame, Reference
+    out = tmp_path / "out.png"
+    code = render.main([str(paths.dng_dir() / name), "-o", str(out), "--artifacts", str(onnx_set), "--fit", "crop",
+                        "--no-orientation", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    raw, illum, ccm, _ = read_frame(paths.dng_dir() / name, geometry, fit="crop")
+    with torch.inference_mode():
+        ref = Reference(ArtifactSet.open(onnx_set)).intermediates(EvalFrame(name, raw, illum, ccm))["srgb"]
+    img = torch.from_numpy(read_image(out)).permute(2, 0, 1)[None].float()
+    cmp = M.compare(img, ref, "srgb")
+    assert cmp["psnr"] >= 60.0 and cmp["de2000_mean"] < 0.1, cmp
