@@ -96,7 +96,9 @@ def merge_manifests(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> di
         failures.pop(artifact_key(a), None)
     for f in new.get("failures", []):
         failures[artifact_key(f)] = f
-    out = {**dict(old), **{k: v for k, v in new.items() if k not in ("artifacts", "failures", "created")}}
+    # a run that needed no calibration (no int8 unit) keeps the calibration record of the runs that did
+    keep = ("artifacts", "failures", "created") + (("calibration",) if new.get("calibration") is None else ())
+    out = {**dict(old), **{k: v for k, v in new.items() if k not in keep}}
     out["updated"] = new.get("created", _now())
     out["artifacts"] = sorted(artifacts.values(), key=_order)
     out["failures"] = sorted(failures.values(), key=_order)

@@ -5,11 +5,14 @@ Built-in policies live in ``convert/policies/<name>.json``:
 
 * ``fp32`` — everything float32;
 * ``fp16`` — everything fp16 except the BGU fit (its regulariser vanishes in fp16);
-* ``int8`` — the default int8 policy of the design: int8 (static W8A8, calibrated) for the networks, float32 for
-  the colour/resampling maths, the grid/LUT units and the BGU fit and slice;
+* ``int8`` — the default int8 policy (``--policy int8``): the detail enhancer in int8 (static W8A8, calibrated, its
+  NAFNet body), the raw denoiser in fp16, everything else float32 — the mix that meets the project's int8 budget
+  (>= 38 dB end to end, mean ΔE2000 <= 1.0); :data:`convert.recipes.INT8_POLICY_FLOAT` gives the measurements
+  behind each float unit;
 * ``w8`` — int8 weights (dynamic-range) wherever a unit has weights.
 
-``--precision X`` is :meth:`Policy.uniform` (every unit asks for X). Whatever the policy asks for, a unit whose
+``--precision X`` is :meth:`Policy.uniform` (every unit asks for X: ``--precision int8`` also quantizes the
+denoiser and the gain/GTM networks, and misses the int8 budget — 31 dB end to end on ONNX). Whatever the policy asks for, a unit whose
 recipe row is unsupported (:mod:`convert.recipes`) falls back to ``fp32``, with a warning that ends up in the
 manifest entry of that artifact (:meth:`Policy.plan`).
 """

@@ -23,6 +23,11 @@ declares ``SUPPORTED_OPTIONS`` containing :data:`SCOPE_OPTION` (module names, e.
 gets that option (all four do since 2026-11-22); without it :func:`resolve` marks those int8 rows unsupported
 (the policy falls back to fp32) and w8 rows warn that all weights are quantized.
 
+NAFNet units (``denoise``, ``enhance``): int8 quantizes the U-Net body only (``convert.units.NAFNET_BODY``); the
+3-channel stem/head convolutions, skip additions and the global residual stay float (:data:`SCOPED_INT8`). The
+default int8 policy (``convert/policies/int8.json``) runs the enhancer in int8 and keeps the raw denoiser in fp16
+and the gain/GTM parameter networks in fp32; :data:`INT8_POLICY_FLOAT` says why, with the measurements.
+
 Precision fallback (what ``--precision X`` does for an unsupported row) is the policy's job
 (:mod:`convert.policy`); this module only answers "supported, and how" or "not, because".
 """
@@ -35,8 +40,8 @@ from typing import Any
 from convert.units import UNIT_ORDER, UNITS
 
 __all__ = ["PRECISIONS", "TARGET_NAMES", "TARGET_ALIASES", "SCOPE_OPTION", "TargetInfo", "TARGETS", "UNSUPPORTED",
-           "TARGET_UNSUPPORTED", "SCOPED_INT8", "Recipe", "RECIPES", "recipe", "resolve", "target_honours_scope",
-           "canonical_target", "table_rows"]
+           "TARGET_UNSUPPORTED", "SCOPED_INT8", "INT8_ONLY_SCOPE", "INT8_POLICY_FLOAT", "Recipe", "RECIPES", "recipe",
+           "resolve", "target_honours_scope", "canonical_target", "table_rows"]
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8")
 #: CLI name -> convert.targets module
@@ -141,7 +146,37 @@ SCOPED_INT8: dict[str, str] = {
     "gamma": "the exp/log power on int8 activations (as gtm: 0.04-0.19 max error unscoped)",
     "ltm": _GRID_INT8 + " (grid slicing and the tone curve of the local operator)",
     "chroma": _GRID_INT8 + " (the CbCr LUT application and the Y'CbCr conversions)",
+    "denoise": ("whole-unit int8 puts the denoised raw image itself (the global residual head(f) + raw) on one "
+                "per-tensor int8 activation; colour correction and digital gain then amplify that error (ONNX, "
+                "style 0, CI geometry: denoised_raw 34.0 dB / 25.2 dB worst tile, end to end 26.9 dB, mean dE00 "
+                "5.3); int8 covers the NAFNet body, the 3-channel stem/head convs, skip adds and the residual stay "
+                "float"),
+    "enhance": ("as denoise: whole-unit int8 quantizes the output sRGB image (ONNX: 47.8 dB, mean dE00 0.56 for the "
+                "unit alone); int8 covers the NAFNet body, the stem/head convs and the global residual stay float"),
 }
+
+#: why the default int8 policy (``convert/policies/int8.json``) keeps a unit that has an int8 row in float. The units
+#: without an int8 row (colour maths, grids/LUTs, the BGU) are explained by :data:`UNSUPPORTED` / :data:`SCOPED_INT8`.
+#: Measured with ``runtime_py.drift --budget ci`` (end to end vs. the float32 reference; budget >= 38 dB, mean
+#: dE00 <= 1.0), ONNX, style 0, CI geometry 512x320 tile 128, evaluation frame lg-g4_linear_real.dng.
+INT8_POLICY_FLOAT: dict[str, str] = {
+    "denoise": (
+        "fp16: no int8 formulation of the raw denoiser met the end-to-end budget. Its error is amplified by white "
+        "balance, the colour matrix and the digital gain (x10 in PSNR terms from denoised_raw to lsrgb on a dark "
+        "frame): whole-unit int8 denoised_raw 34.0 dB -> end to end 26.9 dB; int8 scoped to the NAFNet body "
+        "49.2 dB -> 31.0 dB (gain/gtm fp32); body without the full-resolution stages 53.3 dB -> 34.5 dB. fp16: "
+        "denoised_raw 90.6 dB, end to end 48.1 dB / mean dE00 0.51 with the int8 enhancer"),
+    "gain": (
+        "fp32: a 6.6k-parameter network on a 128x128 thumbnail (nothing to gain from int8) whose one scalar sets "
+        "the exposure of the whole frame; scoped int8 missed the gain by 0.057 (gain_param 24.9 dB, lsrgb_gain "
+        "mean dE00 0.47 on its own)"),
+    "gtm": (
+        "fp32: as gain, a small parameter network on the thumbnail whose 3 scalars set the global tone curve; "
+        "scoped int8: 0.047 max error on gtm_param (31.1 dB), lsrgb_gtm mean dE00 0.54 on its own"),
+}
+
+#: scoped in int8 only: their w8 rows (weights only, activations float/dynamic) quantize every weight as before
+INT8_ONLY_SCOPE = frozenset({"denoise", "enhance"})
 
 
 @dataclass(frozen=True)
@@ -180,7 +215,7 @@ def _row(unit: str, target: str, precision: str) -> Recipe:
     reason = UNSUPPORTED.get((unit, precision)) or TARGET_UNSUPPORTED.get((unit, target, precision), "")
     scope = None
     notes: list[str] = []
-    if precision in ("int8", "w8") and unit in SCOPED_INT8:
+    if (precision == "int8" or precision == "w8" and unit not in INT8_ONLY_SCOPE) and unit in SCOPED_INT8:
         scope = spec.network
         notes.append(f"{precision} quantizes only {', '.join(scope)} (the network), not the parameter application"
                      + (f": {SCOPED_INT8[unit]}" if precision == "int8" else "") + f"; scoping API: {info.scope_api}")

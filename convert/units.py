@@ -7,7 +7,7 @@ chroma ``lookup="mobile"``, gamma ``pow_mode="exp_log"``, 3-D LUT ``mode="tent"`
 ======================  ==============================================================  =========  ==============
 unit                    inputs (shapes for a W x H frame, tile T = (th, tw))           tiling     network part
 ======================  ==============================================================  =========  ==============
-``denoise``             raw (1,3,th,tw)                                                overlap    everything
+``denoise``             raw (1,3,th,tw)                                                overlap    NAFNet body
 ``color``               denoised_raw (1,3,th,tw), illum (1,3), ccm (1,3,3)             tiles      (no weights)
 ``downsample``          lsrgb (1,3,H,W)                                                frame      (no weights)
 ``gain``                lsrgb_ds (1,3,H/4,W/4)                                         quarter    stage.net
@@ -19,7 +19,7 @@ unit                    inputs (shapes for a W x H frame, tile T = (th, tw))    
 ``upsample_fit``        lsrgb_ds, gamma_out                                            quarter    (no weights)
 ``upsample_slice``      lsrgb (1,3,th,tw), grid_window (1,12,16,R,C), interp_y (th,R),  tiles      (no weights)
                         interp_xt (C,tw)
-``enhance``             srgb_upsampled (1,3,th,tw)                                     overlap    everything
+``enhance``             srgb_upsampled (1,3,th,tw)                                     overlap    NAFNet body
 ======================  ==============================================================  =========  ==============
 
 Every built unit (:class:`ExportUnit`) carries the wrapper ``module`` (float32, eval), fixed-shape example inputs,
@@ -37,6 +37,13 @@ builds them with :func:`slice_operands` (from :func:`isp.stages.upsample._slice_
 tile position of the geometry reads (:func:`slice_window_size`). Zero interpolation weights make the padded cells
 irrelevant, so one artifact serves every tile. ``tests/convert/test_units.py`` proves that slicing every tile of a
 frame this way and stitching equals ``bgu_slice_mobile`` on the whole frame.
+
+NAFNet body (``denoise``, ``enhance``). The network part of the two full-resolution networks is the U-Net body
+(:data:`NAFNET_BODY`: encoders, downsamplers, middle blocks, upsamplers, decoders of
+:class:`isp.stages.nafnet.NAFNet`); the 3-channel ``stem`` and ``head`` convolutions, the skip additions and pixel
+shuffles between the stages and the global residual ``head(f) + x`` stay float. The unit's output is then the
+float input plus a float head over int8 features, instead of one int8 activation of the whole image
+(:data:`convert.recipes.SCOPED_INT8` has the measurements).
 """
 from __future__ import annotations
 
@@ -53,15 +60,18 @@ from calibration.augment import Geometry, parse_size
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
 from isp.stages import upsample as up
 
-__all__ = ["UNIT_ORDER", "UnitSpec", "UNITS", "STAGE_UNITS", "Geometry", "parse_size", "ExportUnit", "build_unit",
-           "units_for", "expand_stages", "slice_window_size", "slice_operands", "SliceUnit", "slice_tiles",
-           "synthetic_image"]
+__all__ = ["UNIT_ORDER", "NAFNET_BODY", "UnitSpec", "UNITS", "STAGE_UNITS", "Geometry", "parse_size", "ExportUnit",
+           "build_unit", "units_for", "expand_stages", "slice_window_size", "slice_operands", "SliceUnit",
+           "slice_tiles", "synthetic_image"]
 
 UNIT_ORDER = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
               "upsample_slice", "enhance")
 #: stage id -> the units that export it (``upsample`` is fit + slice, with the 1/4 downscale in front)
 STAGE_UNITS = {s: (s,) for s in STAGE_ORDER} | {"upsample": ("downsample", "upsample_fit", "upsample_slice")}
 GRID_COEFFS = 12                     # 3x4 affine transform per BGU cell
+#: the int8 part of a NAFNet unit (``isp.stages.nafnet.NAFNet`` held at ``stage.net``): everything between the
+#: 3-channel stem and head convolutions, without the skip additions and the global residual (module docstring)
+NAFNET_BODY = tuple(f"stage.net.{m}" for m in ("encoders", "downsamplers", "middle", "upsamplers", "decoders"))
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class UnitSpec:
 
 
 UNITS: dict[str, UnitSpec] = {u.id: u for u in (
-    UnitSpec("denoise", "denoise", ("raw",), ("denoised_raw",), "overlap"),
+    UnitSpec("denoise", "denoise", ("raw",), ("denoised_raw",), "overlap", network=NAFNET_BODY),
     UnitSpec("color", "color", ("denoised_raw", "illum", "ccm"), ("lsrgb",), "tiles", network=()),
     UnitSpec("downsample", "upsample", ("lsrgb",), ("lsrgb_ds",), "frame", network=()),
     UnitSpec("gain", "gain", ("lsrgb_ds",), ("lsrgb_gain", "gain_param"), "quarter", network=("stage.net",)),
@@ -95,7 +105,7 @@ UNITS: dict[str, UnitSpec] = {u.id: u for u in (
              mode={"mode": "mobile"}),
     UnitSpec("upsample_slice", "upsample", ("lsrgb", "grid_window", "interp_y", "interp_xt"), ("srgb_upsampled",),
              "tiles", network=(), mode={"mode": "mobile"}),
-    UnitSpec("enhance", "enhance", ("srgb_upsampled",), ("srgb",), "overlap"),
+    UnitSpec("enhance", "enhance", ("srgb_upsampled",), ("srgb",), "overlap", network=NAFNET_BODY),
 )}
 
 

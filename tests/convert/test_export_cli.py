@@ -86,17 +86,27 @@ class TestPolicy:
         assert p.default == name
 
     def test_int8_policy_falls_back_where_the_quantizer_cannot_be_scoped(self):
-        plan = {p.unit: p for p in Policy.load("int8").plan(list(UNIT_ORDER), "executorch")}
+        plan = {p.unit: p for p in Policy.uniform("int8").plan(list(UNIT_ORDER), "executorch")}
         assert plan["denoise"].precision == "int8" and plan["enhance"].precision == "int8"
         if not recipes.target_honours_scope("executorch"):
             assert plan["gain"].precision == "fp32" and "quantize_modules" in plan["gain"].warnings[0]
+            assert plan["enhance"].precision == "fp32"
 
     def test_default_int8_policy_is_the_design(self):
         p = Policy.load("int8")
         assert {u: p.requested(u) for u in UNIT_ORDER} == {
-            "denoise": "int8", "color": "fp32", "downsample": "fp32", "gain": "int8", "gtm": "int8", "ltm": "fp32",
+            "denoise": "fp16", "color": "fp32", "downsample": "fp32", "gain": "fp32", "gtm": "fp32", "ltm": "fp32",
             "lut3d": "fp32", "chroma": "fp32", "gamma": "fp32", "upsample_fit": "fp32", "upsample_slice": "fp32",
             "enhance": "int8"}
+
+    def test_default_int8_policy_quantizes_the_enhancer_body(self):
+        """The int8 policy's int8 unit is the enhancer, scoped to its NAFNet body on every target."""
+        from convert.units import NAFNET_BODY
+        for target in recipes.TARGETS:
+            plan = {p.unit: p for p in Policy.load("int8").plan(list(UNIT_ORDER), target)}
+            assert plan["enhance"].precision == "int8", (target, plan["enhance"])
+            assert plan["enhance"].recipe.options[recipes.SCOPE_OPTION] == list(NAFNET_BODY)
+            assert plan["denoise"].precision == "fp16" and not plan["denoise"].warnings
 
     def test_uniform_falls_back_to_fp32_with_a_warning(self):
         plan = {p.unit: p for p in Policy.uniform("fp16").plan(list(UNIT_ORDER), "onnx")}
@@ -147,6 +157,15 @@ class TestManifest:
         assert [f["unit"] for f in m["failures"]] == ["ltm"]
         mf.update_manifest(tmp_path, _run_manifest([_entry("ltm")]))
         assert mf.read_manifest(tmp_path)["failures"] == []
+
+    def test_a_run_without_calibration_keeps_the_recorded_one(self, tmp_path):
+        calib = {"calib": "/sets/calib", "eval": "/sets/eval"}
+        mf.update_manifest(tmp_path, _run_manifest([_entry("gain", precision="int8")], calibration=calib))
+        mf.update_manifest(tmp_path, _run_manifest([_entry("ltm")]))                # fp32 only: no calibration
+        assert mf.read_manifest(tmp_path)["calibration"] == calib
+        other = {"calib": "/other/calib", "eval": "/other/eval"}
+        mf.update_manifest(tmp_path, _run_manifest([_entry("gtm", precision="int8")], calibration=other))
+        assert mf.read_manifest(tmp_path)["calibration"] == other
 
     def test_a_different_geometry_does_not_merge(self, tmp_path):
         mf.update_manifest(tmp_path, _run_manifest([_entry("gain")]))

@@ -232,3 +232,117 @@ def test_export_graph_is_mobile_friendly(unit_id, ci_graph_ops):
     assert pows == KNOWN_POW.get(unit_id, 0), (
         f"{unit_id}: {pows} pow ops (known: {KNOWN_POW.get(unit_id, 0)}); update KNOWN_POW if a stage changed")
     print(f"\n{unit_id}: " + ", ".join(f"{op.replace('aten.', '')} {n}" for op, n in sorted(ops.items())))
+
+
+# -------------------------------------------------------------------------------- int8 scope of the NAFNet units
+
+def _small_nafnet_unit(seed: int = 0):
+    """A unit shaped like ``denoise`` / ``enhance`` (StageUnit -> stage.net = NAFNet), small and random."""
+    from convert.units import StageUnit
+    from isp.stages.denoise import RawDenoiser
+    from isp.stages.nafnet import NAFNetConfig
+
+    torch.manual_seed(seed)
+    m = StageUnit(RawDenoiser(NAFNetConfig(width=4, middle_block_num=1, encoder_block_nums=(1, 1),
+                                           decoder_block_nums=(1, 1)))).eval()
+    with torch.no_grad():                       # the NAF blocks' scales start at 0 (identity blocks): wake them up
+        for name, p in m.named_parameters():
+            if name.endswith(("mix_scale", "ffn_scale")):
+                p.uniform_(0.2, 0.5)
+    return m
+
+
+@pytest.mark.parametrize("unit_id", ["denoise", "enhance"])
+def test_nafnet_units_scope_int8_to_the_body(unit_id):
+    """int8 of denoise/enhance quantizes the NAFNet body only (stem, head, skip adds, global residual stay float) on
+    every target that can scope; w8 keeps quantizing every weight."""
+    from convert import recipes
+    from convert.units import NAFNET_BODY
+
+    assert UNITS[unit_id].network == NAFNET_BODY
+    m = _small_nafnet_unit()
+    names = {n for n, _ in m.named_modules()}
+    assert set(NAFNET_BODY) <= names and {"stage.net.stem", "stage.net.head"} <= names
+    for target in recipes.TARGETS:
+        r, _ = recipes.resolve(unit_id, target, "int8")
+        assert r.supported and r.options[recipes.SCOPE_OPTION] == list(NAFNET_BODY), (target, r)
+        assert recipes.recipe(unit_id, target, "w8").quant_scope is None
+
+
+def _conv_weight_quantized(model) -> dict[str, bool]:
+    """ONNX Conv node -> its module (``name_scopes`` ends with the module path, then the op name) and whether its
+    weight is dequantized int8."""
+    import ast
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        meta = {p.key: p.value for p in n.metadata_props}
+        scope = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "['?', '?']"))[-2]
+        w = producers.get(n.input[1])
+        out[f"{scope}#{n.name}"] = w is not None and w.op_type == "DequantizeLinear"
+    return out
+
+
+def test_onnx_int8_of_the_nafnet_body_leaves_stem_head_and_residual_float(tmp_path):
+    """Graph-level: the ONNX int8 export of a NAFNet unit with the recipe's scope has int8 weights on every body
+    conv, float weights on the stem and head convs, and no Q/DQ on the image input or the output (the global
+    residual ``head(f) + x`` runs in float)."""
+    import onnx
+
+    from convert import recipes
+    from convert.targets import export
+    from convert.targets.base import ExportRequest
+
+    m = _small_nafnet_unit()
+    x = torch.rand(1, 3, 32, 32)
+    r, _ = recipes.resolve("denoise", "onnx", "int8")
+    calib = [(torch.rand(1, 3, 32, 32),) for _ in range(4)]
+    req = ExportRequest(m, (x,), ["raw"], ["denoised_raw"], precision="int8", calibration=calib,
+                        options=dict(r.options), out_dir=tmp_path, stem="nafnet")
+    res = export("onnx", req)
+    model = onnx.load(str(res.path))
+    convs = _conv_weight_quantized(model)
+    head_stem = {k: v for k, v in convs.items() if k.startswith(("stage.net.stem#", "stage.net.head#"))}
+    body = {k: v for k, v in convs.items() if k not in head_stem}
+    assert len(head_stem) == 2 and not any(head_stem.values()), head_stem
+    assert body and all(body.values()), {k: v for k, v in body.items() if not v}
+    consumers = collections.defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].append(n.op_type)
+    assert "QuantizeLinear" not in consumers["raw"], consumers["raw"]
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producers["denoised_raw"] != "DequantizeLinear"
+    # the global residual: an Add fed by the (float) head conv
+    head_out = [o for n in model.graph.node if n.op_type == "Conv" and
+                "stage.net.head" in dict((p.key, p.value) for p in n.metadata_props).get(
+                    "pkg.torch.onnx.name_scopes", "") for o in n.output]
+    assert head_out and consumers[head_out[0]] == ["Add"], consumers[head_out[0]]
+
+
+def test_pt2e_int8_of_the_nafnet_body_leaves_stem_and_head_float():
+    """Graph-level, the PT2E path of ExecuTorch / Core ML / LiteRT (``scope_filter``): after ``convert_pt2e`` the
+    body convs read dequantized int8 weights, the stem and head convs their float weights."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+
+    from convert.targets.base import pt2e_quantize, scope_filter
+    from convert.units import NAFNET_BODY
+
+    m = _small_nafnet_unit()
+    x = torch.rand(1, 3, 32, 32)
+    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    q.set_filter_function(scope_filter(list(NAFNET_BODY)))
+    gm = pt2e_quantize(m, (x,), q, [(torch.rand(1, 3, 32, 32),) for _ in range(2)])
+    convs = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and "conv2d" in str(n.target):
+            w = n.args[1]
+            path = [str(p) for p, _ in (n.meta.get("nn_module_stack") or {}).values()]
+            convs[path[-1] if path else n.name] = w.op == "call_function" and "dequantize" in str(w.target)
+    outer = {k: v for k, v in convs.items() if k.endswith(("net.stem", "net.head"))}
+    assert len(outer) == 2 and not any(outer.values()), outer
+    body = {k: v for k, v in convs.items() if k not in outer}
+    assert body and all(body.values()), {k: v for k, v in body.items() if not v}
