@@ -4,7 +4,9 @@ A policy is ``{"default": <precision>, "units": {<unit>: <precision>, ...}}`` (`
 Built-in policies live in ``convert/policies/<name>.json``:
 
 * ``fp32`` — everything float32;
-* ``fp16`` — everything fp16 except the BGU fit (its regulariser vanishes in fp16);
+* ``fp16`` — everything fp16 except the BGU fit (its regulariser vanishes in fp16) and the GTM and chroma units
+  (their exp/log tone curve and histogram/LUT maths lose 30-45 dB in half precision:
+  :data:`convert.recipes.FP16_POLICY_FLOAT`);
 * ``int8`` — the default int8 policy (``--policy int8``): the detail enhancer in int8 (static W8A8, calibrated, its
   NAFNet body), the raw denoiser in fp16, everything else float32 — the mix that meets the project's int8 budget
   (>= 38 dB end to end, mean ΔE2000 <= 1.0); :data:`convert.recipes.INT8_POLICY_FLOAT` gives the measurements

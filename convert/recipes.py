@@ -40,7 +40,7 @@ from typing import Any
 from convert.units import UNIT_ORDER, UNITS
 
 __all__ = ["PRECISIONS", "TARGET_NAMES", "TARGET_ALIASES", "SCOPE_OPTION", "TargetInfo", "TARGETS", "UNSUPPORTED",
-           "TARGET_UNSUPPORTED", "SCOPED_INT8", "INT8_ONLY_SCOPE", "INT8_POLICY_FLOAT", "Recipe", "RECIPES", "recipe",
+           "TARGET_UNSUPPORTED", "SCOPED_INT8", "INT8_ONLY_SCOPE", "INT8_POLICY_FLOAT", "FP16_POLICY_FLOAT", "Recipe", "RECIPES", "recipe",
            "resolve", "target_honours_scope", "canonical_target", "table_rows"]
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8")
@@ -173,6 +173,16 @@ INT8_POLICY_FLOAT: dict[str, str] = {
     "gtm": (
         "fp32: as gain, a small parameter network on the thumbnail whose 3 scalars set the global tone curve; "
         "scoped int8: 0.047 max error on gtm_param (31.1 dB), lsrgb_gtm mean dE00 0.54 on its own"),
+}
+
+#: why the fp16 policy (``convert/policies/fp16.json``) keeps units in float32 (besides ``upsample_fit``, whose fp16 row
+#: is unsupported). Measured with ``runtime_py.drift`` on the unit's reference inputs, CI geometry, every shipped DNG.
+FP16_POLICY_FLOAT: dict[str, str] = {
+    "gtm": ("fp32: the tone curve's exp/log applied to the thumbnail in half precision: ExecuTorch fp16 (a half() "
+            "program) gave lsrgb_gtm 23.4 dB with gtm_param at 68 dB (the parameters are right, their application "
+            "is not), ONNX fp16 40.5 dB; end to end ExecuTorch fp16 fell to 28.5-38.2 dB on the shipped DNGs"),
+    "chroma": ("fp32: the CbCr histogram and the 2-D LUT lookup in half precision: ExecuTorch fp16 processed_lsrgb "
+               "31.5 dB, chroma_lut_param 32.9 dB on their own"),
 }
 
 #: scoped in int8 only: their w8 rows (weights only, activations float/dynamic) quantize every weight as before

@@ -92,6 +92,12 @@ class TestPolicy:
             assert plan["gain"].precision == "fp32" and "quantize_modules" in plan["gain"].warnings[0]
             assert plan["enhance"].precision == "fp32"
 
+    def test_fp16_policy_keeps_the_half_precision_sensitive_units_in_float(self):
+        p = Policy.load("fp16")
+        float_units = {u for u in UNIT_ORDER if p.requested(u) == "fp32"}
+        assert float_units == {"gtm", "chroma", "upsample_fit"}
+        assert float_units - {"upsample_fit"} == set(recipes.FP16_POLICY_FLOAT)
+
     def test_default_int8_policy_is_the_design(self):
         p = Policy.load("int8")
         assert {u: p.requested(u) for u in UNIT_ORDER} == {

@@ -58,20 +58,35 @@ def _valid(folder: Path) -> bool:
         return False
 
 
-def export_set(out: Path, target: str = "onnx", precision: str = "fp32") -> Path:
+def export_set(out: Path, target: str = "onnx", precision: str = "fp32", base: Path | None = None) -> Path:
     """Export every unit at the CI geometry into ``out`` (the exporter's Python API). ``precision`` is a uniform
-    precision (``fp32``) or ``policy:NAME`` (a built-in policy: ``policy:int8`` is the design's default int8 policy)."""
+    precision (``fp32``) or ``policy:NAME`` (a built-in policy: ``policy:int8`` is the design's default int8 policy).
+
+    With ``base`` (the fp32 set of the same target) a policy set starts as links to it and exports only the units the
+    policy puts in another precision — the fp32 rows of a policy are the same recipes, so the set is the one a full
+    ``--policy`` export writes, with its manifest merged by the exporter."""
     from convert.export import ExportOptions, run_export
+    from convert.policy import load_policy
+    from convert.units import units_for
 
     policy = precision.partition(":")[2] if precision.startswith("policy:") else None
+    stages = "all"
+    if policy and base is not None:
+        plan = [p for p in load_policy(policy=policy).plan(units_for(False), target) if p.precision != "fp32"]
+        if plan:
+            copy_set(base, out)
+            stages = ",".join(p.unit for p in plan)
     opts = ExportOptions(target=target, out=out, precision=None if policy else precision, policy=policy,
-                         size=GEOMETRY["size"],
+                         stages=stages, size=GEOMETRY["size"],
                          tile=GEOMETRY["tile"], overlap=GEOMETRY["overlap"], verify=False, progress=False)
     outcomes, _ = run_export(opts)
     failed = [f"{o.unit}: {o.error}" for o in outcomes if o.status == "failed"]
     if failed:
         raise RuntimeError(f"export of the test set failed: {failed}")
     return out
+
+
+_MEMO: dict[str, object] = {}
 
 
 def cache_dir(request, tmp_path_factory, name: str) -> Path:
@@ -88,12 +103,20 @@ def cached_set(request, tmp_path_factory, target: str = "onnx", precision: str =
     Several pytest sessions may share the cache (colleagues running the suite at once): a lock file serialises the
     check-and-export, a finished set is moved into place whole, and sets of other source keys are removed only when
     they are more than a day old (a session started before a source edit may still be reading one)."""
+    memo_key = f"set:{target}:{precision}"
+    if memo_key not in _MEMO:                     # once per process (the base fp32 set serves several policies)
+        _MEMO[memo_key] = _cached_set(request, tmp_path_factory, target, precision)
+    return _MEMO[memo_key]
+
+
+def _cached_set(request, tmp_path_factory, target: str, precision: str) -> Path:
     import fcntl
     import time
 
+    base_set = cached_set(request, tmp_path_factory, target, "fp32") if precision.startswith("policy:") else None
     if os.environ.get("ISP_TEST_FRESH_ARTIFACTS") or getattr(request.config, "cache", None) is None:
         return export_set(tmp_path_factory.mktemp(f"artifacts-{target}-{precision.replace(':', '-')}"), target,
-                          precision)
+                          precision, base_set)
     base = Path(request.config.cache.mkdir("runtime_py-artifacts"))
     label = f"{target}-{precision.replace(':', '-')}"
     folder = base / f"{label}-{_source_key(target, precision)}"
@@ -104,7 +127,7 @@ def cached_set(request, tmp_path_factory, target: str = "onnx", precision: str =
                 return folder
             staging = base / f".staging-{uuid.uuid4().hex[:8]}"
             try:
-                export_set(staging, target, precision)
+                export_set(staging, target, precision, base_set)
                 shutil.rmtree(folder, ignore_errors=True)
                 os.replace(staging, folder)
             finally:
@@ -118,15 +141,10 @@ def cached_set(request, tmp_path_factory, target: str = "onnx", precision: str =
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-_MEMO: dict[str, object] = {}
-
-
 @pytest.fixture(scope="session")
 def onnx_set(request, tmp_path_factory, shared_root) -> Path:
     """The ONNX fp32 artifact set at 512x320, tile 128 (cached, see the module docstring)."""
-    if "onnx_set" not in _MEMO:
-        _MEMO["onnx_set"] = cached_set(request, tmp_path_factory)
-    return _MEMO["onnx_set"]
+    return cached_set(request, tmp_path_factory)
 
 
 def copy_set(src: Path, dst: Path, copy: tuple[str, ...] = (), manifest: dict | None = None) -> Path:
