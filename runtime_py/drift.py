@@ -471,17 +471,20 @@ def end_to_end_selections(aset: ArtifactSet, targets: Sequence[str] | None = Non
     for t in runnable:
         present = [p for p in PRECISIONS if any(a.target == t and a.precision == p and a.unit in
                                                 aset.required_units for a in aset.artifacts)]
-        for p in present:
-            prefer = [t] + [x for x in RUNNABLE_TARGETS if x != t and x in aset.targets]
-            order = [p] + [x for x in ("fp32", "fp16", "w8", "int8") if x != p]
-            name = f"{t} {p}"
+        prefer = [t] + [x for x in RUNNABLE_TARGETS if x != t and x in aset.targets]
+        # first the manifest's policy as exported (each unit at the precision the policy gave it), then one chain
+        # per precision present (that precision wherever it exists, float elsewhere)
+        for p in [None, *present]:
+            order = None if p is None else [p] + [x for x in ("fp32", "fp16", "w8", "int8") if x != p]
+            name = f"{t} {p or 'policy'}"
             try:
                 sel = aset.select(prefer=prefer, precision_prefer=order, verify=True, ort_int8=ort_int8)
             except (UnitMissingError, NotRunnableError, ValueError, FileNotFoundError) as exc:
-                out.append((name, exc))
+                if p is not None:
+                    out.append((name, exc))
                 continue
             key = json.dumps(sel.as_dict(), sort_keys=True)
-            if key in seen or p not in sel.precisions:
+            if key in seen or (p is not None and p not in sel.precisions):
                 continue
             seen.add(key)
             out.append((sel.label, sel))

@@ -36,6 +36,12 @@ def test_budget(request, tmp_path_factory, shared_root, target, precision, tmp_p
     chains = [e for e in report["end_to_end"] if e["class"] == klass and e["name"].startswith(target)]
     assert chains, f"no {klass} end-to-end chain for {target}: {[e['name'] for e in report['end_to_end']]}"
     assert all(e["status"] == "ok" for e in chains), chains
+    policy = precision.partition(":")[2]
+    if policy:                                 # the chain exactly as the policy exports it is among those judged
+        from convert.policy import load_policy
+        from convert.units import units_for
+        planned = {p.unit: [target, p.precision] for p in load_policy(policy=policy).plan(units_for(False), target)}
+        assert planned in [e["selection"] for e in chains], (planned, [e["selection"] for e in chains])
     if klass == "fp32":                        # every unit ran (and, by the budget below, is >= 60 dB)
         assert {u["target"] for u in report["units"]} == {target}
         assert all(u["status"] == "ok" for u in report["units"]), [u for u in report["units"] if u["status"] != "ok"]
