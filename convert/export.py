@@ -28,7 +28,6 @@ One generic recipe per unit (``docs/EXPORT_DESIGN.md``; the per-target differenc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -43,6 +42,8 @@ from typing import Any, Sequence
 if __package__ in (None, ""):                     # run as a script: the repository root, not convert/, on the path
     _ROOT = str(Path(__file__).resolve().parent.parent)
     sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from isp.hashing import sha256_file, sha256_path  # noqa: E402 (stdlib only; after the path fix above)
 
 __all__ = ["build_parser", "main", "ExportOptions", "UnitOutcome", "run_export", "summary_table"]
 
@@ -99,14 +100,6 @@ class UnitOutcome:
 
 
 # ------------------------------------------------------------------------------------------------- calibration
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _open_sets(root: Path) -> tuple[Any, Any | None]:
     """``(calib, eval or None)`` from a set folder or a build output holding ``calib/`` (and ``eval/``)."""
@@ -321,8 +314,7 @@ def _size(p: Path) -> int:
 
 
 def _sha(p: Path) -> str:
-    from convert.targets.base import path_sha256
-    return path_sha256(p)
+    return sha256_path(p)
 
 
 def run_export(opts: ExportOptions) -> tuple[list[UnitOutcome], dict[str, Any]]:
@@ -371,7 +363,7 @@ def run_export(opts: ExportOptions) -> tuple[list[UnitOutcome], dict[str, Any]]:
     if any(p.recipe.supported and p.precision == "int8" for p in plan) or opts.calibration is not None:
         calib, ev, calib_root = prepare_calibration(opts, geometry, denoiser)
         calib_record = {"path": str(calib.root), "frames": len(calib),
-                        "sha256": _sha256(Path(calib.root) / "set.json"),
+                        "sha256": sha256_file(Path(calib.root) / "set.json"),
                         "eval": str(ev.root) if ev is not None else None,
                         "placement": calibration_placement(calib.samples, geometry)}
         if calib_record["placement"].get("note"):

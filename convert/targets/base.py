@@ -348,17 +348,10 @@ def path_size(p: Path) -> int:
 
 
 def path_sha256(p: Path) -> str:
-    """sha256 of a file, or of a directory as (relative path, content) pairs in sorted order."""
-    p = Path(p)
-    h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        if p.is_dir():
-            h.update(f.relative_to(p).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file, or of a directory as (relative path, content) pairs in sorted order
+    (:func:`isp.hashing.sha256_path`, the digest every manifest records)."""
+    from isp.hashing import sha256_path
+    return sha256_path(p)
 
 
 def tool_versions() -> dict[str, str]:
