@@ -20,7 +20,7 @@ upsample_fit, upsample_slice, enhance):
   ``num_threads``, the ExecuTorch threadpool), **interleaved**: ``--warmup`` rounds, then ``--repeat`` rounds in
   each of which the torch unit and every artifact run once (the order rotates from round to round), so a change of
   machine load hits all of them alike; the median per call is reported;
-* per frame: per-call median x calls per frame (tiles of the frame's tile plan, ``runtime_py.bench.calls_per_frame``:
+* per frame: per-call median x calls per frame (tiles of the frame's tile plan, ``isp.units.calls_per_frame``:
   feathered windows for ``overlap`` units, plain windows for ``tiles`` units, 1 otherwise);
 * ratio = artifact / torch (below 1: the artifact is faster), per unit and end to end (the sum over the units of a
   chain: one target and requested precision; units an int8 policy keeps in float are that chain's fp32 artifacts,
@@ -80,12 +80,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from isp.units import TARGETS as TARGET_ORDER, calls_per_frame  # noqa: E402  (after the path set-up)
+
 SCHEMA = "isp.export_latency/1"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: full-resolution networks the reference pipeline runs channels-last (isp.pipeline.Pipeline._full_res)
 CHANNELS_LAST_UNITS = ("denoise", "enhance")
 TOOL_DISTRIBUTIONS = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "executorch", "onnx", "coremltools")
-TARGET_ORDER = ("executorch", "litert", "onnx", "coreml")
 PRECISION_ORDER = ("fp32", "fp16", "w8", "int8")
 
 
@@ -192,7 +193,7 @@ def collect_items(sets: Sequence[Any], names: Sequence[str], units: Sequence[str
                   targets: Sequence[str] | None
                   ) -> tuple[dict[str, list[Item]], dict[tuple[str, str], Item], list[dict[str, Any]]]:
     """``({unit: [items]}, {(set, file): item}, export failures)`` of the selected entries."""
-    from runtime_py.artifacts import normalize_target, target_family
+    from isp.units import normalize_target, target_family
 
     want_targets = {normalize_target(t) for t in targets} if targets else None
     by_unit: dict[str, list[Item]] = {}
@@ -258,7 +259,7 @@ def build_chains(sets: Sequence[Any], names: Sequence[str], units: Sequence[str]
     keeps (marked in the table). A folder into which several runs were merged also gives a chain per other
     precision found in it, when that chain is complete there. Chains of the same target and label from several sets
     fill each other's gaps (the first set given wins)."""
-    from runtime_py.artifacts import normalize_target, target_family
+    from isp.units import normalize_target, target_family
 
     want = {normalize_target(t) for t in targets} if targets else None
 
@@ -345,7 +346,7 @@ def _set_threads(threads: int, executorch: bool = True) -> None:
 
 
 def _runner_options(target: str, threads: int) -> dict[str, Any]:
-    from runtime_py.artifacts import target_family
+    from isp.units import target_family
     fam = target_family(target)
     if fam == "onnx":
         return {"intra_op_threads": threads}
@@ -371,8 +372,8 @@ def measure_unit(spec: Mapping[str, Any], progress=None) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from calibration.augment import Geometry
     from convert.units import build_unit
+    from isp.geometry import FrameGeometry
     from isp.registry import BuildConfig
     from runtime_py.artifacts import ArtifactSet
 
@@ -381,7 +382,7 @@ def measure_unit(spec: Mapping[str, Any], progress=None) -> dict[str, Any]:
     _set_threads(threads, any(str(it["target"]).startswith("executorch") for it in spec["items"]))
     ident = spec["identity"]
     g = ident["geometry"]
-    geometry = Geometry(g["width"], g["height"], g["tile"], g["overlap"])
+    geometry = FrameGeometry(g["width"], g["height"], g["tile"], g["overlap"])
     cfg = BuildConfig(Path(spec["weights"]), style=int(ident["style"]), denoiser=ident["denoiser"],
                       use_lut=bool(ident["lut"]) if ident["style"] != 0 else None)
     result: dict[str, Any] = {"unit": unit_id, "artifacts": {}}
@@ -526,17 +527,6 @@ def run_isolated(spec: Mapping[str, Any], on_progress=None, timeout_s: float | N
 
 
 # ------------------------------------------------------------------------------------------------------- run
-
-def calls_per_frame(geometry: Any, unit: str) -> int:
-    """Calls of ``unit`` for one frame (the runtime's tile plans; see ``runtime_py.bench.calls_per_frame``)."""
-    from runtime_py.artifacts import TILING
-    mode = TILING[unit]
-    if mode == "overlap":
-        return len(geometry.plan())
-    if mode == "tiles":
-        return len(geometry.plan(overlap=0))
-    return 1
-
 
 def benchmark(opts: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm

@@ -38,16 +38,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convert.units import UNIT_ORDER, UNITS
+from isp.units import PRECISIONS, TARGET_ALIASES
+from isp.units import TARGETS as TARGETS_ORDER
 
 __all__ = ["PRECISIONS", "TARGET_NAMES", "TARGET_ALIASES", "SCOPE_OPTION", "TargetInfo", "TARGETS", "UNSUPPORTED",
            "TARGET_UNSUPPORTED", "SCOPED_INT8", "INT8_ONLY_SCOPE", "INT8_POLICY_FLOAT", "FP16_POLICY_FLOAT", "Recipe", "RECIPES", "recipe",
            "resolve", "target_honours_scope", "canonical_target", "table_rows"]
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8")
-#: CLI name -> convert.targets module
-TARGET_ALIASES = {"tflite": "litert", "litert": "litert", "executorch": "executorch", "coreml": "coreml",
-                  "onnx": "onnx"}
-TARGET_NAMES = ("executorch", "litert", "coreml", "onnx")
+#: precisions, target names and their accepted spellings are declared once, in :mod:`isp.units`
+TARGET_NAMES = TARGETS_ORDER
 SCOPE_OPTION = "quantize_modules"
 
 

@@ -134,8 +134,9 @@ def render_file(args) -> dict:
     write_image(args.output, srgb, quality=args.quality)
     if args.save_intermediates:
         args.save_intermediates.mkdir(parents=True, exist_ok=True)
-        for i, key in enumerate(("denoised_raw", "lsrgb", "lsrgb_gain", "lsrgb_gtm", "lsrgb_ltm",
-                                 "processed_lsrgb", "gamma_out", "srgb_upsampled", "srgb")):
+        from isp.units import chain_tensors
+        # every image of the reference render but the quarter-size copy of lsrgb
+        for i, key in enumerate(n for n in chain_tensors(lut=False) if n != "lsrgb_ds"):
             arr = out[key][0].clamp(0, 1).permute(1, 2, 0).numpy()
             write_image(args.save_intermediates / f"{args.input.stem}-{i}-{key}.png", arr)
     return {"input": str(args.input), "output": str(args.output), "denoiser": denoiser, "style": args.style,

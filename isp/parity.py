@@ -23,6 +23,7 @@ from isp.jsonio import write_json_atomic
 from isp.golden import GoldenCase, find_golden_files, load_golden
 from isp.metrics import psnr
 from isp.registry import STAGE_ORDER, BuildConfig, build_stage, get_stage
+from isp.units import chain_tensors
 
 __all__ = ["stage_rows", "end_to_end_rows", "run_parity", "build_parser", "main"]
 
@@ -97,8 +98,7 @@ def end_to_end_rows(case: GoldenCase, weights: Path, keys: tuple[str, ...] | Non
     except Exception as exc:
         return [{"file": case.name, "stage": "end-to-end", "output": "srgb", "psnr": None,
                  "error": f"{type(exc).__name__}: {exc}"}]
-    names = keys or ("denoised_raw", "lsrgb", "lsrgb_ds", "lsrgb_gain", "lsrgb_gtm", "lsrgb_ltm", "processed_lsrgb",
-                     "gamma_out", "srgb_upsampled", "srgb")
+    names = keys or chain_tensors(lut=False)
     return [{"file": case.name, "stage": "end-to-end", **compare(n, out[n], case[n])} for n in names]
 
 

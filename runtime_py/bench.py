@@ -85,6 +85,7 @@ from android_harness.host_runner import sanitize_name
 from android_harness.transport import ShellResult
 from isp.hashing import sha256_path
 from isp.jsonio import write_json_atomic
+from isp.units import UNIT_ORDER, UNITS, calls_per_frame, chain_tensors, frame_inputs, plan_for, window_of
 from runtime_py.devices import (DeviceMismatch, DeviceProfile, ProfileError, Selection, get_profile,
                                 open_android_device, select_artifacts)
 
@@ -339,19 +340,6 @@ class UnitPlan:
         return [tuple(int(d) for d in s) for s in self.artifact.output_shapes]
 
 
-def _plan(geometry, unit: str):
-    """The tile plan a unit runs on (None for frame / quarter units): ``overlap`` units the geometry's feathered
-    windows, ``tiles`` units plain windows (as :func:`runtime_py.pipeline.run_unit`)."""
-    from runtime_py.artifacts import TILING
-    mode = TILING[unit]
-    return geometry.plan() if mode == "overlap" else geometry.plan(overlap=0) if mode == "tiles" else None
-
-
-def calls_per_frame(geometry, unit: str) -> int:
-    plan = _plan(geometry, unit)
-    return 1 if plan is None else len(plan)
-
-
 def _plan_units(aset, profile: DeviceProfile, runner: str, opts: BenchOptions, work: Path
                 ) -> tuple[dict[str, UnitPlan], dict[str, str]]:
     from runtime_py.artifacts import ArtifactIntegrityError, normalize_target
@@ -497,7 +485,6 @@ def _compute_reference(aset, frames, weights, units: Sequence[str], cached: Refe
 
     from convert.units import slice_operands
     from runtime_py import drift
-    from runtime_py.artifacts import UNIT_IO, UNITS
 
     dref = drift.Reference(aset, weights=weights)
     if cached is not None and isinstance(getattr(dref, "_frames", None), dict):
@@ -519,27 +506,27 @@ def _compute_reference(aset, frames, weights, units: Sequence[str], cached: Refe
                                if isinstance(v, torch.Tensor)})
             if k:
                 continue
-            for unit in (u for u in UNITS if u in units):
+            for unit in (u for u in UNIT_ORDER if u in units):
                 ins, outs = drift.Reference.unit_io(unit, inter, fr)
-                plan = _plan(g, unit)
+                plan = plan_for(g, unit)
                 if plan is None:
                     unit_window[unit] = None
                 else:
                     y0, x0 = _middle(plan)
                     unit_window[unit] = [y0, x0, th, tw]
                     crop = lambda t: t[..., y0:y0 + th, x0:x0 + tw]             # noqa: E731
-                    if unit == "upsample_slice":
+                    if UNITS[unit].windowed:
                         art = next(a for a in aset.artifacts if a.unit == unit)
-                        r, c = art.input_shapes[1][3], art.input_shapes[1][4]
-                        ins = (crop(ins[0]), *slice_operands(ins[1].float(), (y0, x0), (th, tw), (h, w), r, c))
+                        window = window_of(unit, art.input_shapes)
+                        ins = (crop(ins[0]), *slice_operands(ins[1].float(), (y0, x0), (th, tw), (h, w), *window))
                     else:
                         ins = tuple(crop(t) if t.ndim == 4 and tuple(t.shape[-2:]) == (h, w) else t for t in ins)
                     outs = dref.tile_output(unit, fr, (y0, x0))
                 unit_inputs[unit] = [t.detach().float().numpy() for t in ins]
                 unit_outputs[unit] = [t.detach().float().numpy() for t in outs]
-                if len(unit_outputs[unit]) != len(UNIT_IO[unit][1]):
+                if len(unit_outputs[unit]) != len(UNITS[unit].outputs):
                     raise RuntimeError(f"reference of {unit}: {len(unit_outputs[unit])} outputs, expected "
-                                       f"{len(UNIT_IO[unit][1])}")
+                                       f"{len(UNITS[unit].outputs)}")
     return Reference("", out_frames, unit_inputs, unit_outputs, unit_window, "")
 
 
@@ -584,18 +571,6 @@ def _write_npys(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, a in arrays.items():
         np.save(folder / (sanitize_name(name) + ".npy"), np.ascontiguousarray(a), allow_pickle=False)
-
-
-def _chain_inputs(unit: str, board: Mapping[str, Any]) -> tuple:
-    """A unit's frame-level inputs from the chain so far (as ``runtime_py.pipeline.ArtifactPipeline`` feeds them)."""
-    from runtime_py.artifacts import UNIT_IO
-    if unit == "color":
-        return board["denoised_raw"], board["illum"], board["ccm"]
-    if unit == "chroma":
-        return (board["lsrgb_lut"] if "lsrgb_lut" in board else board["lsrgb_ltm"],)
-    if unit == "upsample_slice":
-        return board["lsrgb"], board["bgu_grid"]
-    return tuple(board[n] for n in UNIT_IO[unit][0])
 
 
 # ====================================================================================================== state
@@ -989,7 +964,6 @@ class _Run:
         all of them in one go, replaying the device outputs so ``run_unit`` stitches them."""
         import torch
 
-        from runtime_py.artifacts import UNIT_IO
         from runtime_py.pipeline import run_unit
 
         ref = self.ref.frames[k]
@@ -998,10 +972,8 @@ class _Run:
         steps = []
         hashes: list[str] = []
         wall0 = time.monotonic()
-        window = None
-        if "upsample_slice" in self.plans:
-            shp = self.plans["upsample_slice"].artifact.input_shapes[1]
-            window = (int(shp[3]), int(shp[4]))
+        window = next((window_of(u, p.artifact.input_shapes) for u, p in self.plans.items() if UNITS[u].windowed),
+                      None)
         for unit in self.chain_units():
             up = self.plans[unit]
             hashes.append(up.sha256)
@@ -1014,7 +986,7 @@ class _Run:
                 prev["resumed"] = True
                 steps.append(prev)
                 continue
-            ins = _chain_inputs(unit, board)
+            ins = frame_inputs(unit, board)
             recorded: list[list[np.ndarray]] = []
 
             def record(arrays, up=up):
@@ -1036,7 +1008,7 @@ class _Run:
 
             with torch.inference_mode():
                 outs, _info = run_unit(play, unit, self.geometry, *ins, window=window)
-            merged = {name: t.detach().float().numpy() for name, t in zip(UNIT_IO[unit][1], outs)}
+            merged = {name: t.detach().float().numpy() for name, t in zip(UNITS[unit].outputs, outs)}
             board.update({n: torch.from_numpy(v) for n, v in merged.items()})
             step = {"frame": k, "unit": unit, "key": key, "file": up.path.name, "calls": len(sets),
                     "call_ms": call_ms, "sum_ms": float(sum(call_ms)), "latency_ms": latency_stats(call_ms),
@@ -1048,8 +1020,7 @@ class _Run:
             steps.append(step)
             log.info("chain frame %d %s: %d call(s), %.2f ms on the device", k, unit, len(sets), step["sum_ms"])
         drift = []
-        for name in ("denoised_raw", "lsrgb", "lsrgb_ds", "lsrgb_gain", "lsrgb_gtm", "lsrgb_ltm", "lsrgb_lut",
-                     "processed_lsrgb", "gamma_out", "bgu_grid", "srgb_upsampled", "srgb"):
+        for name in chain_tensors(grid=True):
             if name in board and name in ref:
                 drift.append(compare_outputs(name, board[name].numpy(), ref[name]))
         _savez_atomic(self.out / "chain" / f"frame{k}" / "final.npz", {"srgb": board["srgb"].numpy()})

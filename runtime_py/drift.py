@@ -70,9 +70,10 @@ import torch
 
 from isp.jsonio import read_json
 from runtime_py import metrics as M
-from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO, Artifact, ArtifactSet,
-                                  FrameGeometry, Selection, UnitMissingError, NotRunnableError, add_ort_int8_arg,
-                                  target_family)
+from isp.geometry import FrameGeometry
+from isp.units import UNITS, frame_inputs, window_of
+from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, Artifact, ArtifactSet, Selection,
+                                  UnitMissingError, NotRunnableError, add_ort_int8_arg, target_family)
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
 __all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
@@ -262,15 +263,8 @@ class Reference:
     def unit_io(unit: str, ref: Mapping[str, torch.Tensor], frame: EvalFrame
                 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """A unit's frame-level inputs and expected outputs from the reference intermediates."""
-        if unit == "color":
-            ins = (ref["denoised_raw"], frame.illum, frame.ccm)
-        elif unit == "chroma":
-            ins = (ref["lsrgb_lut"] if "lsrgb_lut" in ref else ref["lsrgb_ltm"],)
-        elif unit == "upsample_slice":
-            ins = (ref["lsrgb"], ref["bgu_grid"])
-        else:
-            ins = tuple(ref[n] for n in UNIT_IO[unit][0])
-        return ins, tuple(ref[n] for n in UNIT_IO[unit][1])
+        ins = frame_inputs(unit, {**ref, "illum": frame.illum, "ccm": frame.ccm})
+        return ins, tuple(ref[n] for n in UNITS[unit].outputs)
 
     @torch.inference_mode()
     def tile_output(self, unit: str, frame: EvalFrame, origin: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -301,9 +295,6 @@ def _channels_last(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------- per unit
-
-_STAGE_OF = {"upsample_slice": "upsample", "upsample_fit": None, "downsample": None}
-
 
 def _even_pick(n: int, k: int | None) -> list[int]:
     if k is None or k <= 0 or k >= n:
@@ -357,13 +348,12 @@ def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Re
         return rec
     rec["seconds"]["load"] = round(time.perf_counter() - t0, 4)
     call = _runner_call(runner, stats)
-    window = None
-    if unit == "upsample_slice":
-        s = artifact.input_shapes[1]
-        window = (int(s[3]), int(s[4]))
-    names = list(UNIT_IO[unit][1])
-    tiled = TILING[unit] in ("overlap", "tiles")
-    quarter_from_set = eval_set is not None and TILING[unit] == "quarter" and unit != "upsample_fit"
+    spec = UNITS[unit]
+    window = window_of(unit, artifact.input_shapes)
+    names = list(spec.outputs)
+    tiled = spec.tiled
+    # quarter-frame units that are a whole stage read the set's stored rows of that stage
+    quarter_from_set = eval_set is not None and spec.tiling == "quarter" and spec.stage == unit
     t_run = time.perf_counter()
     try:
         for fi, frame in enumerate(frames):
@@ -415,14 +405,15 @@ def _tile_cases(unit: str, frame: EvalFrame, info: Mapping[str, Any], reference:
         return
     from convert.units import slice_operands
 
-    stage = _STAGE_OF.get(unit, unit)
+    spec = UNITS[unit]
+    stage = spec.stage
     rows_in, rows_out = eval_set.stage_inputs(stage), eval_set.stage_outputs(stage)
     origins = eval_set.tile_origins(stage)
     picked = [i for i, (f, _y, _x) in enumerate(origins) if f == frame.index]
     for i in [picked[j] for j in _even_pick(len(picked), max_tiles)]:
         _f, y0, x0 = origins[i]
         ins = tuple(t.float() for t in rows_in[i])
-        if unit == "upsample_slice":
+        if spec.windowed:
             grid = reference.grid(("eval", frame.index), ins[1], ins[2])
             ins = (ins[0], *slice_operands(grid, (y0, x0), geo.tile_shape, geo.size, *window))
         with torch.inference_mode():
@@ -600,7 +591,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
               say: Callable[[str], None] | None = None) -> DriftResult:
     """Measure a set (see the module docstring). Frames: ``dngs`` (cropped/checked with ``fit``) and/or
     ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``."""
-    from runtime_py.artifacts import normalize_target
+    from isp.units import normalize_target
 
     t_start = time.perf_counter()
     say = say or (lambda _s: None)
@@ -680,9 +671,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "artifacts": str(aset.root),
-        "set": {"geometry": {"width": aset.geometry.width, "height": aset.geometry.height,
-                             "quarter": list(aset.geometry.quarter), "tile": aset.geometry.tile,
-                             "overlap": aset.geometry.overlap, "tile_shape": list(aset.geometry.tile_shape)},
+        "set": {"geometry": aset.geometry.to_manifest(),
                 "style": aset.style, "lut": aset.lut, "denoiser": aset.denoiser, "targets": aset.targets,
                 "artifacts": len(aset.artifacts), "policy": aset.manifest.get("policy")},
         "frames": [{"name": f.name, **f.source} for f in frames],

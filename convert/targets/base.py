@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from isp.units import PRECISIONS
+
 __all__ = [
     "PRECISIONS", "TOOL_DISTRIBUTIONS", "ExportRequest", "ExportResult", "OpCoverage", "BackendReport",
     "ExportError", "UnsupportedExportError", "Recorder", "artifact_path", "atomic_save", "path_size", "path_sha256",
@@ -43,9 +45,6 @@ __all__ = [
     "quantize_scope", "scope_filter", "in_scope", "short_error",
 ]
 
-#: fp32; fp16 (weights and compute in half where the runtime has it); int8 (static W8A8, calibrated);
-#: w8 (int8 weights only: dynamic-range / weight-only — each target documents which).
-PRECISIONS = ("fp32", "fp16", "int8", "w8")
 
 #: Distributions whose versions go into every result (``importlib.metadata`` names).
 TOOL_DISTRIBUTIONS = ("torch", "executorch", "torchao", "coremltools", "litert-torch", "ai-edge-litert",
