@@ -49,7 +49,7 @@ float input plus a float head over int8 features, instead of one int8 activation
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np

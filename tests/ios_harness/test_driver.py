@@ -19,6 +19,7 @@ import pytest
 
 from android_harness.faults import (DeviceNotFound, DeviceStorageFull, DeviceUnauthorized, HarnessError,
                                     RunnerCrashed, RunnerTimeout)
+from ios_harness import device as ios_device
 from ios_harness import driver
 from ios_harness.driver import BUNDLE_ID, DevicectlTool, IosDeployTool, IosDevice, list_ios_devices, open_ios_device
 from runtime_py.devices import BUILTIN, DeviceMismatch, DeviceProfile
@@ -324,7 +325,7 @@ def test_bench_on_fake_iphone(fake, tmp_path, monkeypatch, bench_reference_cache
                                "tiling": {"mode": "quarter"}, "runnable_here": False}],
                 "failures": []}
     (art / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(driver, "_subprocess_run", fake)
+    monkeypatch.setattr(ios_device, "_subprocess_run", fake)   # the device module runs the tools
     out = tmp_path / "out"
     argv = ["--device", "iphone-15-pro", "--artifacts", str(art), "--out", str(out), "--iterations", "4",
             "--warmup", "1", "--reference-cache", str(bench_reference_cache)]
