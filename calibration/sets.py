@@ -383,7 +383,7 @@ def build_sets(dngs: str | Path | Sequence[str | Path] | None, out: str | Path, 
     Args:
         dngs: a folder of DNGs (default ``isp.paths.dng_dir()``) or a list of files. Unreadable files are skipped
             with a warning naming them; ``ValueError`` when none is usable or the folder holds no DNG.
-        geometry: frame and tile size (:class:`calibration.augment.Geometry`).
+        geometry: frame and tile size (:class:`isp.geometry.FrameGeometry`).
         style, denoiser, weights: the reference pipeline (``Pipeline(style=..., denoiser=..., tile=geometry.tile,
             overlap=geometry.overlap)``); a prebuilt ``pipeline`` may be passed instead (it must match ``style``
             and ``denoiser``, which are recorded).
