@@ -40,8 +40,10 @@ _GEOMETRY = Obj({"width": int, "height": int},
                 {"tile": int, "overlap": int, "quarter": ListOf(int), "tile_shape": ListOf(int)})
 #: targets are strings (secondary ExecuTorch backends are ``executorch-vulkan`` ...; ArtifactSet normalizes them)
 _KEY = {"unit": OneOf(UNIT_ORDER), "target": str, "precision": OneOf(PRECISIONS)}
-_ARTIFACT = Obj({**_KEY, "file": str, "inputs": ListOf(_TENSOR), "outputs": ListOf(_TENSOR)},
-                {"stage": str, "backend": (str, None), "bytes": (int, None), "sha256": (str, None),
+#: ``inputs`` / ``outputs`` are optional here (the exporter always writes them; runtime_py.artifacts requires them
+#: of the entries it runs)
+_ARTIFACT = Obj({**_KEY, "file": str},
+                {"inputs": ListOf(_TENSOR), "outputs": ListOf(_TENSOR), "stage": str, "backend": (str, None), "bytes": (int, None), "sha256": (str, None),
                  "tiling": dict, "runnable_here": (bool, None), "warnings": (list, None), "details": (dict, None)})
 _FAILURE = Obj({}, {"unit": str, "target": str, "precision": str, "error": (str, None)})
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 __all__ = ["UNIT_ORDER", "NAFNET_BODY", "GRID_COEFFS", "GRID_DEPTH", "UnitSpec", "UNITS", "STAGE_UNITS",
            "TILED_UNITS", "QUARTER_UNITS", "units_for", "plan_for", "calls_per_frame", "unit_shapes", "window_of",
-           "frame_inputs", "chain_tensors", "TARGETS", "TARGET_ALIASES", "PRECISIONS", "COMPUTE_UNITS",
+           "frame_inputs", "chain_tensors", "TARGETS", "TARGET_ALIASES", "TARGET_EXT", "PRECISIONS", "COMPUTE_UNITS",
            "normalize_target", "target_family", "normalize_precision"]
 
 UNIT_ORDER = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
@@ -190,6 +190,8 @@ TARGET_ALIASES = {"executorch": "executorch", "et": "executorch", "pte": "execut
                   "litert": "litert", "tflite": "litert", "tfl": "litert",
                   "onnx": "onnx", "ort": "onnx", "onnxruntime": "onnx",
                   "coreml": "coreml", "mlpackage": "coreml", "mlmodel": "coreml"}
+#: target -> artifact file extension
+TARGET_EXT = {"executorch": "pte", "litert": "tflite", "onnx": "onnx", "coreml": "mlpackage"}
 #: fp32; fp16 (weights and compute in half where the runtime has it); int8 (static W8A8, calibrated);
 #: w8 (int8 weights only: dynamic-range / weight-only — each target documents which)
 PRECISIONS = ("fp32", "fp16", "int8", "w8")

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from android_harness.faults import DeviceMismatch
+from isp.units import TARGET_EXT
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ __all__ = ["Preference", "DeviceProfile", "Selection", "BUILTIN", "PLATFORMS", "
 
 PLATFORMS = ("android", "ios", "host")
 #: manifest ``target`` -> artifact file extension
-TARGET_EXTENSIONS = {"onnx": ".onnx", "tflite": ".tflite", "litert": ".tflite", "executorch": ".pte",
-                     "coreml": ".mlpackage"}
+TARGET_EXTENSIONS = {**{t: "." + ext for t, ext in TARGET_EXT.items()}, "tflite": ".tflite"}
 #: targets that are the same thing under two names (the exporter's CLI says ``tflite``, its target module ``litert``)
 _TARGET_ALIASES = {"litert": "tflite"}
 
