@@ -56,6 +56,7 @@ from android_harness.faults import HarnessError
 from ios_harness import device as _device
 from ios_harness.device import *  # noqa: F401,F403  (the device API under the driver's name)
 from ios_harness.device import TOOLS, list_ios_devices, make_tool, open_ios_device
+from isp.units import COMPUTE_UNITS as CORE_ML_COMPUTE_UNITS
 
 __all__ = [*_device.__all__, "build_parser", "main"]
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path)
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--iterations", type=int, default=10)
-    r.add_argument("--compute-units", default="all", choices=("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"))
+    r.add_argument("--compute-units", default="all", choices=tuple(CORE_ML_COMPUTE_UNITS))
     r.add_argument("--timeout-s", type=float, default=600.0)
     sub.add_parser("bench", help="runtime_py.bench on the iPhone; the remaining arguments go to it",
                    add_help=False)

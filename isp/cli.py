@@ -16,6 +16,7 @@ import torch
 
 from isp import paths
 from isp.edits import EDIT_RANGES, Edits
+from isp.registry import DENOISER_CAMERAS, DENOISER_SIZES
 
 __all__ = ["build_parser", "main", "render_file", "parameter_table"]
 
@@ -34,8 +35,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", type=Path, default=None,
                    help="official weights folder (default $ISP_WEIGHTS or <shared>/weights/official)")
     g.add_argument("--style", type=int, default=0, choices=range(6), help="picture style 0-5 (default 0)")
-    g.add_argument("--denoiser", default="lite", choices=("lite", "base", "large"), help="denoiser size")
-    g.add_argument("--denoiser-camera", default="auto", choices=("auto", "s24", "generic"),
+    g.add_argument("--denoiser", default="lite", choices=DENOISER_SIZES, help="denoiser size")
+    g.add_argument("--denoiser-camera", default="auto", choices=("auto", *DENOISER_CAMERAS),
                    help="S24-specific or generic denoiser; auto = S24 model for Galaxy S24 DNGs, else generic")
     g.add_argument("--no-lut", action="store_true", help="styles 1-5: use the checkpoints without the 3-D LUT")
     g.add_argument("--style-mix", default=None, metavar="S:W,…",
@@ -149,7 +150,8 @@ def parameter_table(weights: Path) -> list[dict]:
     from isp.registry import BuildConfig, build_stage
 
     rows = []
-    for denoiser in ("s24_lite", "s24_base", "generic_lite", "generic_base"):
+    # every camera's lite and base denoiser (the official release has no large weights)
+    for denoiser in (f"{cam}_{size}" for cam in DENOISER_CAMERAS for size in ("lite", "base")):
         m = build_stage("denoise", BuildConfig(weights, denoiser=denoiser))
         rows.append({"stage": "denoise", "variant": denoiser, "params": count_parameters(m)})
     for style, lut in ((0, False), (1, True)):

@@ -343,3 +343,11 @@ def test_bench_on_fake_iphone(fake, tmp_path, monkeypatch, bench_reference_cache
     assert bench.main(argv) == 0
     assert not any("launch" in c or "--args" in c for c in fake.calls[n_calls:])
     assert json.loads((out / "results.json").read_text())["units"][0]["resumed"]
+
+
+def test_profile_delegates_map_to_core_ml_compute_units():
+    """Every delegate a profile may name becomes one of the Core ML compute units the exporter declares."""
+    from isp.units import COMPUTE_UNITS
+
+    assert set(ios_device.COMPUTE_UNITS.values()) <= set(COMPUTE_UNITS)
+    assert ios_device.compute_units_for("ane") == "cpu_and_ne" and ios_device.compute_units_for(None) == "all"
