@@ -223,7 +223,7 @@ def test_no_iphone_and_no_xcrun(tmp_path):
         open_ios_device(BUILTIN["iphone-15-pro"], run=empty)
 
     def missing(argv, timeout_s):
-        return driver._subprocess_run(["/nonexistent/xcrun"] + list(argv[1:]), timeout_s)
+        return ios_device._subprocess_run(["/nonexistent/xcrun"] + list(argv[1:]), timeout_s)
     with pytest.raises(HarnessError, match="macOS with Xcode"):
         list_ios_devices(DevicectlTool(), missing)
 
