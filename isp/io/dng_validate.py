@@ -22,7 +22,7 @@ What is checked:
 * **other metadata the tools use**: Orientation (0, "unknown", is read as 1), Make/Model (ASCII), ISO, exposure time,
   f-number, focal length (finite, non-negative); OpcodeList1-3 of every IFD (well-formed lists, at most
   ``MAX_OPCODES`` opcodes; a corrupt count made LibRaw spin for ~50 s);
-* **bounded work**: at most ``MAX_DIM`` pixels a side, ``MAX_PIXELS`` pixels and ``MAX_CHUNKS`` strips or tiles, so a
+* **bounded work**: ``MIN_DIM`` (LibRaw's minimum) to ``MAX_DIM`` pixels a side, ``MAX_PIXELS`` pixels and ``MAX_CHUNKS`` strips or tiles, so a
   hostile file is rejected in milliseconds instead of minutes inside LibRaw.
 
 After LibRaw has opened the file, :func:`check_libraw` compares what LibRaw reports (raw and visible size, margins,
@@ -42,13 +42,15 @@ import numpy as np
 from isp.io.tiff import TYPE_NAMES, DngError, TiffIfd
 
 __all__ = ["DngLayout", "validate_dng", "check_libraw", "check_decoded", "metadata_order", "is_finite_value",
-           "MAX_DIM", "MAX_PIXELS", "MAX_CHUNKS", "MAX_OPCODES", "PHOTOMETRIC_CFA", "PHOTOMETRIC_LINEAR_RAW",
+           "MIN_DIM", "MAX_DIM", "MAX_PIXELS", "MAX_CHUNKS", "MAX_OPCODES", "PHOTOMETRIC_CFA", "PHOTOMETRIC_LINEAR_RAW",
            "COMPRESSIONS"]
 
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
 #: largest width or height accepted (also the TIFF SHORT limit; LibRaw's own is lower)
 MAX_DIM = 65535
+#: smallest raw width or height: LibRaw decodes nothing smaller
+MIN_DIM = 22
 #: largest raw image accepted, in pixels (2^28, about 268 MP; the largest DNGs in use are ~200 MP)
 MAX_PIXELS = 1 << 28
 #: most strips or tiles accepted in the raw image
@@ -145,8 +147,9 @@ class _Checker:
             if integer and x != int(x):
                 self.fail(ifd, tag, f"value {_fmt(x)} is not an integer")
             if (lo is not None and x < lo) or (hi is not None and x > hi):
-                self.fail(ifd, tag, f"value {_fmt(x)} out of range; expected {_fmt(lo)} to {_fmt(hi)}"
-                                    f"{what and ' ' + what}")
+                want = f"{_fmt(lo)} to {_fmt(hi)}" if lo is not None and hi is not None else \
+                    (f"at least {_fmt(lo)}" if lo is not None else f"at most {_fmt(hi)}")
+                self.fail(ifd, tag, f"value {_fmt(x)} out of range; expected {want}{what and ' ' + what}")
         return vals
 
     def one(self, ifd: TiffIfd, tag: str, types=UINT, default=None, **kw):
@@ -177,8 +180,43 @@ def _chunk_byte_range(compression: int, rows: int, cols: int, samples: int, bits
     return 1, most
 
 
-def _check_chunks(ck: _Checker, ifd: TiffIfd, size: int, width: int, height: int, samples: int, bits: int,
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_problem(chunk: bytes, rows: int, cols: int, samples: int) -> str | None:
+    """What is wrong with a (lossless or lossy) JPEG strip/tile of ``rows`` x ``cols`` x ``samples``, or None:
+    it must start with SOI, hold a frame header (SOF) whose size matches the chunk's pixels before its scan, and end
+    with EOI (a JPEG stream cut short decodes to zeros in LibRaw)."""
+    if chunk[:2] != b"\xff\xd8":
+        return f"does not start with a JPEG SOI marker (starts {chunk[:4].hex()})"
+    i, n = 2, len(chunk)
+    for _ in range(256):
+        while i < n and chunk[i] == 0xFF and i + 1 < n and chunk[i + 1] == 0xFF:
+            i += 1                                       # fill bytes
+        if i + 4 > n or chunk[i] != 0xFF:
+            return f"corrupt JPEG header (no marker at byte {i})"
+        m = chunk[i + 1]
+        if m in _SOF_MARKERS:
+            if i + 10 > n:
+                return "truncated JPEG frame header"
+            y, x, nf = struct.unpack(">HHB", chunk[i + 5:i + 10])
+            if y and x * y * nf != rows * cols * samples:
+                return (f"its JPEG frame is {x}x{y} x {nf} components, which does not match the "
+                        f"{cols}x{rows} x {samples} samples it must hold")
+            break
+        if m == 0xDA:
+            return "no JPEG frame header (SOF) before the scan"
+        i += 2 + struct.unpack(">H", chunk[i + 2:i + 4])[0]
+    else:
+        return "more than 256 JPEG header segments"
+    if b"\xff\xd9" not in chunk[-16:]:
+        return "the JPEG stream has no end-of-image marker: it is cut short"
+    return None
+
+
+def _check_chunks(ck: _Checker, ifd: TiffIfd, data: bytes, width: int, height: int, samples: int, bits: int,
                   compression: int, planar: int) -> None:
+    size = len(data)
     planes = samples if planar == 2 else 1
     per_chunk_samples = 1 if planar == 2 else samples
     if ifd.field("TileOffsets") is not None or ifd.field("TileWidth") is not None:
@@ -210,6 +248,8 @@ def _check_chunks(ck: _Checker, ifd: TiffIfd, size: int, width: int, height: int
         ck.fail(ifd, None, "the raw image has neither StripOffsets nor TileOffsets (no image data)")
         return
     for i, (o, c, (rows, cols)) in enumerate(zip(offs, cnts, dims)):
+        if o < 8:
+            ck.fail(ifd, names[0], f"{names[2]} {i} of {n} starts at byte {o}, inside the TIFF header")
         if o + c > size:
             ck.fail(ifd, names[0], f"{names[2]} {i} of {n} lies at bytes {o}...{o + c}, past the end of the file "
                                    f"({size} bytes): truncated file or missing image data")
@@ -220,6 +260,10 @@ def _check_chunks(ck: _Checker, ifd: TiffIfd, size: int, width: int, height: int
                                    f"{COMPRESSIONS[compression]} {names[2]} of {per_chunk_samples} x {bits}-bit "
                                    f"samples can be ({least} to {most} bytes): missing/corrupt image data or "
                                    "wrong ImageWidth/ImageLength")
+        if compression in (7, 34892):
+            problem = _jpeg_problem(data[o:o + c], rows, cols, per_chunk_samples)
+            if problem:
+                ck.fail(ifd, names[0], f"{names[2]} {i} of {n} at byte {o} ({c} bytes): {problem}")
 
 
 def _check_opcode_list(ck: _Checker, ifd: TiffIfd, tag: str) -> None:
@@ -365,8 +409,9 @@ def validate_dng(data: bytes, ifds: list[TiffIfd], path: str | Path) -> DngLayou
             _check_opcode_list(ck, ifd, tag)
     raw = _find_raw_ifd(ck, ifds)
     photometric = int(raw.get("PhotometricInterpretation"))
-    width = ck.one(raw, "ImageWidth", SHORT_LONG, lo=1, hi=MAX_DIM, required=True)
-    height = ck.one(raw, "ImageLength", SHORT_LONG, lo=1, hi=MAX_DIM, required=True)
+    width = ck.one(raw, "ImageWidth", SHORT_LONG, lo=MIN_DIM, hi=MAX_DIM, required=True, what="(raw image width)")
+    height = ck.one(raw, "ImageLength", SHORT_LONG, lo=MIN_DIM, hi=MAX_DIM, required=True,
+                    what="(raw image height)")
     if width * height > MAX_PIXELS:
         ck.fail(raw, "ImageWidth", f"{width}x{height} is {width * height} pixels; at most {MAX_PIXELS} are accepted")
     samples = ck.one(raw, "SamplesPerPixel", SHORT_LONG, default=1, lo=1, hi=4)
@@ -388,7 +433,7 @@ def validate_dng(data: bytes, ifds: list[TiffIfd], path: str | Path) -> DngLayou
         ck.fail(raw, "Compression", f"value {compression}; expected one of "
                                     + ", ".join(f"{k} ({v})" for k, v in COMPRESSIONS.items()))
     planar = ck.one(raw, "PlanarConfiguration", SHORT_LONG, default=1, lo=1, hi=2)
-    _check_chunks(ck, raw, len(data), width, height, samples, bits, compression, planar)
+    _check_chunks(ck, raw, data, width, height, samples, bits, compression, planar)
     if photometric == PHOTOMETRIC_CFA:
         _check_cfa(ck, raw)
     area = _check_areas(ck, raw, width, height)
