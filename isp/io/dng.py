@@ -46,8 +46,9 @@ import numpy as np
 
 from isp.io import color_metadata as cm
 from isp.io.demosaic import BAYER_PATTERNS, demosaic_menon2007
-from isp.io.dng_validate import (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW, DngLayout, check_decoded, check_libraw,
-                                 is_finite_value, validate_dng)
+from isp.io.dng_validate import PHOTOMETRIC_LINEAR_RAW  # noqa: F401 - re-exported, as before
+from isp.io.dng_validate import (PHOTOMETRIC_CFA, DngLayout, check_decoded, check_libraw, is_finite_value,
+                                 validate_dng)
 from isp.io.image import apply_orientation  # re-exported: callers orient the output with the DNG's code
 from isp.io.tiff import TAG_NAMES, DngError, TiffIfd, read_tiff_ifds  # re-exported: the reader and the error
 

@@ -22,8 +22,8 @@ What is checked:
 * **other metadata the tools use**: Orientation (0, "unknown", is read as 1), Make/Model (ASCII), ISO, exposure time,
   f-number, focal length (finite, non-negative); OpcodeList1-3 of every IFD (well-formed lists, at most
   ``MAX_OPCODES`` opcodes; a corrupt count made LibRaw spin for ~50 s);
-* **bounded work**: ``MIN_DIM`` (LibRaw's minimum) to ``MAX_DIM`` pixels a side, ``MAX_PIXELS`` pixels and ``MAX_CHUNKS`` strips or tiles, so a
-  hostile file is rejected in milliseconds instead of minutes inside LibRaw.
+* **bounded work**: ``MIN_DIM`` (LibRaw's minimum) to ``MAX_DIM`` pixels a side, ``MAX_PIXELS`` pixels and
+  ``MAX_CHUNKS`` strips or tiles, so a hostile file is rejected in milliseconds instead of minutes inside LibRaw.
 
 After LibRaw has opened the file, :func:`check_libraw` compares what LibRaw reports (raw and visible size, margins,
 black and white levels) with the tags, and :func:`check_decoded` rejects raw data that decodes to nothing but zeros
@@ -200,16 +200,16 @@ def _jpeg_problem(chunk: bytes, rows: int, cols: int, samples: int) -> str | Non
             if i + 10 > n:
                 return "truncated JPEG frame header"
             y, x, nf = struct.unpack(">HHB", chunk[i + 5:i + 10])
-            if y and x * y * nf != rows * cols * samples:
-                return (f"its JPEG frame is {x}x{y} x {nf} components, which does not match the "
-                        f"{cols}x{rows} x {samples} samples it must hold")
+            if y and x * y * nf < rows * cols * samples:    # more is fine: a last strip may be coded in full
+                return (f"its JPEG frame is {x}x{y} x {nf} components, fewer samples than the "
+                        f"{cols}x{rows} x {samples} it must hold")
             break
         if m == 0xDA:
             return "no JPEG frame header (SOF) before the scan"
         i += 2 + struct.unpack(">H", chunk[i + 2:i + 4])[0]
     else:
         return "more than 256 JPEG header segments"
-    if b"\xff\xd9" not in chunk[-16:]:
+    if b"\xff\xd9" not in chunk[-4096:].rstrip(b"\0")[-16:]:      # tolerate zero padding
         return "the JPEG stream has no end-of-image marker: it is cut short"
     return None
 
@@ -318,7 +318,7 @@ def _check_cfa(ck: _Checker, ifd: TiffIfd) -> None:
 
 
 def _check_levels(ck: _Checker, ifd: TiffIfd, samples: int, bits: int, float_data: bool,
-                  area_hw: tuple[int, int]) -> None:
+                  area_hw: tuple[int, int], image_hw: tuple[int, int]) -> None:
     lin = ck.values(ifd, "LinearizationTable", SHORT_LONG, (1, 65536))
     top = 65535 if lin is not None else (2 ** 32 - 1 if float_data else 2 ** bits)
     white = ck.values(ifd, "WhiteLevel", UINT, (1, samples), lo=1, hi=top) or (2 ** min(bits, 16) - 1,)
@@ -332,7 +332,8 @@ def _check_levels(ck: _Checker, ifd: TiffIfd, samples: int, bits: int, float_dat
     lim = float(min(white))
     if black is not None and max(black) >= lim:
         ck.fail(ifd, "BlackLevel", f"value {_fmt(max(black))} is not below the white level {lim:g}")
-    for tag, n in (("BlackLevelDeltaH", area_hw[1]), ("BlackLevelDeltaV", area_hw[0])):
+    for tag, k in (("BlackLevelDeltaH", 1), ("BlackLevelDeltaV", 0)):       # per column / row
+        n = (min(area_hw[k], image_hw[k]), max(area_hw[k], image_hw[k]))
         ck.values(ifd, tag, SRATIONAL, n, lo=-lim, hi=lim, what="(one per column/row of the ActiveArea)")
 
 
@@ -437,7 +438,7 @@ def validate_dng(data: bytes, ifds: list[TiffIfd], path: str | Path) -> DngLayou
     if photometric == PHOTOMETRIC_CFA:
         _check_cfa(ck, raw)
     area = _check_areas(ck, raw, width, height)
-    _check_levels(ck, raw, samples, bits, float_data, (area[2] - area[0], area[3] - area[1]))
+    _check_levels(ck, raw, samples, bits, float_data, (area[2] - area[0], area[3] - area[1]), (height, width))
     order = metadata_order(ifds, raw)
     orientation = _check_metadata(ck, order)
     return DngLayout(raw_ifd=raw, photometric=photometric, width=width, height=height, samples=samples, bits=bits,

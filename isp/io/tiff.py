@@ -32,7 +32,7 @@ class DngError(ValueError):
     def __init__(self, path, problem: str, *, tag: str | None = None, ifd: str | None = None) -> None:
         self.path, self.tag, self.ifd, self.problem = str(path), tag, ifd, problem
         where = f"{tag} in {ifd}: " if tag and ifd else (f"{tag}: " if tag else (f"{ifd}: " if ifd else ""))
-        super().__init__(" ".join(f"{path}: {where}{problem}".split()))   # one line, whatever the parts hold
+        super().__init__(f"{path}: {where}{problem}".replace("\r", " ").replace("\n", " "))   # always one line
 
 
 #: TIFF / EXIF / DNG tag ids -> names used as keys of ``RawImage.metadata``
