@@ -129,6 +129,8 @@ class _Checker:
                 self.fail(ifd, tag, f"missing; required{what and ' ' + what}")
             return None
         typ, n = f
+        if n == 0:
+            self.fail(ifd, tag, "count 0 (no values)")
         if typ not in types:
             self.fail(ifd, tag, f"TIFF type {TYPE_NAMES.get(typ, typ)}, expected "
                                 f"{' or '.join(TYPE_NAMES[t] for t in types)}")

@@ -119,6 +119,8 @@ def _child_offsets(ifd: TiffIfd, tag: int, size: int, source) -> list[int]:
     """The IFD offsets a pointer tag (SubIFDs, ExifIFD) holds, checked: LONG or IFD type, inside the file."""
     name = TAG_NAMES[tag]
     typ, count = ifd.fields[tag]
+    if count == 0:
+        raise DngError(source, "0 IFD offsets (an empty pointer tag)", tag=name, ifd=ifd.kind)
     if typ not in (4, 13):
         raise DngError(source, f"TIFF type {TYPE_NAMES.get(typ, typ)}, expected LONG or IFD (IFD offsets)",
                        tag=name, ifd=ifd.kind)
@@ -178,8 +180,11 @@ def read_tiff_ifds(data: bytes, source: str | Path = "<bytes>") -> list[TiffIfd]
             for k in range(n):
                 p = off + 2 + 12 * k
                 tag, typ, count = struct.unpack(f"{e}HHI", data[p:p + 8])
-                if typ not in _TYPES or count == 0 or tag in ifd.fields:
+                if typ not in _TYPES or tag in ifd.fields:
                     continue                            # unknown field type: skip as the TIFF spec allows
+                if count == 0:
+                    ifd.fields[tag] = (typ, 0)          # no value; the validation rejects it where it is used
+                    continue
                 nbytes = _TYPES[typ][1] * count
                 if nbytes <= 4:
                     buf = data[p + 8:p + 8 + nbytes]
@@ -194,7 +199,7 @@ def read_tiff_ifds(data: bytes, source: str | Path = "<bytes>") -> list[TiffIfd]
                 ifd.fields[tag] = (typ, count)
             ifds.append(ifd)
             for tag, child_kind in _POINTER_TAGS.items():
-                if tag in ifd.tags:
+                if tag in ifd.fields:
                     for child in _child_offsets(ifd, tag, size, source):
                         todo.append((child, f"{kind}/{child_kind}", False))
             (off,) = struct.unpack(f"{e}I", data[end - 4:end])

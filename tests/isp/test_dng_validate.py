@@ -160,6 +160,11 @@ class TestFindings:
                 f"opcode {real} of {count} starts" if count == real + 1 else f"{count} opcodes, expected at most")
 
 
+    def test_opcode_list_count_zero(self, tmp_path):            # was: LibRaw parsed the offset as a list, > 30 s
+        p = _patched(tmp_path, LINEAR, 51009, count=0)
+        _raises(p, "OpcodeList2 in IFD0/SubIFD", "count 0")
+
+
 @_NEED_SHARED
 class TestMoreChecks:
     def test_orientation(self, tmp_path):
