@@ -139,6 +139,8 @@ class _Checker:
         if isinstance(count, tuple) and not count[0] <= n <= count[1]:
             self.fail(ifd, tag, f"{n} values, expected {count[0]} to {count[1]}{what and ' ' + what}")
         v = ifd.get(tag)
+        if v is None:                                   # too many values to decode (isp.io.tiff.MAX_DECODED_VALUES)
+            self.fail(ifd, tag, f"{n} values; far more than any valid {tag} holds")
         if typ == 2:
             return (v,)
         vals = tuple(v) if isinstance(v, (tuple, bytes)) else (v,)

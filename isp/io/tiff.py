@@ -77,6 +77,9 @@ _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("I", 4), 5: ("II", 8), 6: (
 TYPE_NAMES = {1: "BYTE", 2: "ASCII", 3: "SHORT", 4: "LONG", 5: "RATIONAL", 6: "SBYTE", 7: "UNDEFINED",
               8: "SSHORT", 9: "SLONG", 10: "SRATIONAL", 11: "FLOAT", 12: "DOUBLE", 13: "IFD"}
 MAX_IFDS = 64
+#: numeric tags with more values than this are not decoded (no tag the decoder uses has that many; decoding a
+#: corrupt count of a few hundred thousand rationals would cost ~0.3 s): only their type and count are kept
+MAX_DECODED_VALUES = 1 << 17
 #: IFD pointer tags followed by the reader: tag id -> kind of the child IFD
 _POINTER_TAGS = {330: "SubIFD", 34665: "Exif"}
 
@@ -195,8 +198,9 @@ def read_tiff_ifds(data: bytes, source: str | Path = "<bytes>") -> list[TiffIfd]
                                                f"bytes {voff}...{voff + nbytes}, past the end of the file "
                                                f"({size} bytes)", tag=TAG_NAMES.get(tag, f"tag {tag}"), ifd=kind)
                     buf = data[voff:voff + nbytes]
-                ifd.tags[tag] = _decode_value(buf, e, typ, count)
                 ifd.fields[tag] = (typ, count)
+                if count <= MAX_DECODED_VALUES or typ in (1, 2, 7):
+                    ifd.tags[tag] = _decode_value(buf, e, typ, count)
             ifds.append(ifd)
             for tag, child_kind in _POINTER_TAGS.items():
                 if tag in ifd.fields:
