@@ -197,7 +197,7 @@ def _region(rng: random.Random, size: int, ents: list[Entry]) -> int:
     if ents and rng.random() < 0.7:
         en = rng.choice(ents)
         if rng.random() < 0.5 or en.nbytes <= 4:
-            return en.pos + rng.randrange(12)
+            return min(size - 1, en.pos + rng.randrange(12))     # the file may have been truncated already
         return min(size - 1, en.value_pos + rng.randrange(max(1, min(en.nbytes, 1 << 16))))
     return rng.randrange(size)
 
