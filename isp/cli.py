@@ -207,9 +207,21 @@ def parameter_table(weights: Path) -> list[dict]:
                  "params": count_parameters(build_denoiser("large"))})
     m = build_stage("enhance", BuildConfig(weights))
     rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
+    rows += _awb_parameter_rows(weights)
     for sid in ("color", "upsample"):
         rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
                                                                                                     BuildConfig(weights)))})
+    return rows
+
+
+def _awb_parameter_rows(weights: Path) -> list[dict]:
+    """C5, the eight S24 variants and the user-preference mapping (issue 13)."""
+    from isp.checkpoints import count_parameters
+    from isp.stages.awb import AWB_MODELS, build_awb
+    from isp.stages.awb_pref import build_pref
+    rows = [{"stage": "awb", "variant": m, "params": count_parameters(build_awb(weights, m))} for m in AWB_MODELS]
+    rows.append({"stage": "awb_pref", "variant": "c5_neutral_to_s24_user_pref",
+                 "params": count_parameters(build_pref(weights))})
     return rows
 
 
