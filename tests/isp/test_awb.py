@@ -282,3 +282,45 @@ def test_estimator_end_to_end_on_a_crop(weights_dir):
     res = est.estimate(raw, raw * 0.98, _phone_calibration(), CaptureData(400.0, 0.02))
     assert res.route.endswith("+pref") and res.illum.shape == (3,) and res.ccm.shape == (3, 3)
     assert 2500 <= res.cct <= 8000 and abs(res.tint) <= 5 + 1e-9 and len(res.capture["scaled"]) == 14
+
+
+@pytest.fixture(scope="module")
+def small_pipe(weights_dir):
+    from isp.pipeline import Pipeline
+    return Pipeline(weights_dir, denoiser="generic_lite", enhance=False)
+
+
+@pytest.fixture(scope="module")
+def dng_crops(dng_files):
+    from isp.io.dng import read_dng
+    crops = []
+    for path in dng_files:
+        h, w = read_dng(path, crop=[0, 0, 4, 4]).full_size
+        crops.append(read_dng(path, crop=[(h - 96) // 2 & ~1, (w - 128) // 2 & ~1, 96, 128]))
+    return crops
+
+
+@pytest.mark.parametrize("route,pref", [("c5", False), ("c5", True), ("s24", False),
+                                        ("s24-iso_shutter_speed_noise_snr_pref", True)])
+def test_every_shipped_dng_renders_with_each_route(weights_dir, dng_crops, small_pipe, route, pref):
+    """Crops of every shipped DNG through the pipeline with the route's estimate; S24 routes take the DNG's
+    capture data or, where it is missing, refuse it and take explicitly given values (as --iso/--exposure-time)."""
+    est = AwbEstimator(weights_dir, route, user_pref=pref)
+    for img in dng_crops:
+        capture = read_capture_data(img.metadata)
+        if est.capture_needs and capture.iso is None:
+            with pytest.raises(MissingCaptureData, match=img.path.name):
+                est.check_capture(capture, img.path)
+            capture = read_capture_data(img.metadata, iso=100, exposure_time=0.01)
+        calib = ColorCalibration.from_tags(img.color_matrices(), img.ccm)
+        seen = {}
+
+        def awb(noisy, denoised):
+            seen["res"] = est.estimate(noisy, denoised, calib, capture)
+            return torch.from_numpy(seen["res"].illum)[None], torch.from_numpy(seen["res"].ccm)[None]
+
+        raw = img.raw_tensor()
+        out = small_pipe.run(raw, torch.as_tensor(img.illum)[None], torch.as_tensor(img.ccm)[None], awb=awb)
+        srgb = out["srgb"]
+        assert torch.isfinite(srgb).all() and srgb.min() >= 0 and srgb.max() <= 1, img.path.name
+        assert torch.equal(out["illum"][0], torch.from_numpy(seen["res"].illum)), img.path.name
