@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["CaptureData", "MissingCaptureData", "read_capture_data", "ISO_TAG", "EXPOSURE_TAGS"]
+__all__ = ["CaptureData", "MissingCaptureData", "read_capture_data", "require", "ISO_TAG", "EXPOSURE_TAGS"]
 
 ISO_TAG = "ISOSpeedRatings (EXIF 0x8827)"
 EXPOSURE_TAGS = "ExposureTime (EXIF 0x829A) or ShutterSpeedValue (EXIF 0x9201)"
@@ -49,16 +49,18 @@ def read_capture_data(metadata: Mapping[str, Any], iso: float | None = None,
                       exposure_time: float | None = None) -> CaptureData:
     """ISO and exposure time from a DNG tag dictionary (:attr:`isp.io.dng.RawImage.metadata`); ``iso`` /
     ``exposure_time`` given by the caller take precedence. Missing values come back as ``None``."""
+    def given(value, flag: str, what: str) -> float:
+        v = _positive(value)
+        if v is None:
+            raise ValueError(f"{flag} must be a positive {what}, got {value!r}")
+        return v
+
     if iso is not None:
-        iso_v, iso_src = _positive(iso), "given (--iso)"
-        if iso_v is None:
-            raise ValueError(f"--iso must be a positive number, got {iso!r}")
+        iso_v, iso_src = given(iso, "--iso", "number"), "given (--iso)"
     else:
         iso_v, iso_src = _positive(metadata.get("ISOSpeedRatings")), "ISOSpeedRatings"
     if exposure_time is not None:
-        exp_v, exp_src = _positive(exposure_time), "given (--exposure-time)"
-        if exp_v is None:
-            raise ValueError(f"--exposure-time must be a positive number of seconds, got {exposure_time!r}")
+        exp_v, exp_src = given(exposure_time, "--exposure-time", "number of seconds"), "given (--exposure-time)"
     else:
         exp_v, exp_src = _positive(metadata.get("ExposureTime")), "ExposureTime"
         if exp_v is None:
