@@ -324,3 +324,18 @@ def test_every_shipped_dng_renders_with_each_route(weights_dir, dng_crops, small
         srgb = out["srgb"]
         assert torch.isfinite(srgb).all() and srgb.min() >= 0 and srgb.max() <= 1, img.path.name
         assert torch.equal(out["illum"][0], torch.from_numpy(seen["res"].illum)), img.path.name
+
+
+def test_render_cli_awb_routes(tmp_path, dng_files, weights_dir, capsys):
+    from isp.cli import main
+    lg = next(p for p in dng_files if p.name.startswith("lg-g4"))          # records ISO and exposure time
+    out = tmp_path / "lg.jpg"
+    assert main(["render", str(lg), "-o", str(out), "--awb", "s24", "--awb-pref", "--no-enhance",
+                 "--weights", str(weights_dir)]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and "AWB s24-iso_shutter_speed_noise+pref: illuminant (" in text and "CCT" in text
+    synthetic = next(p for p in dng_files if p.name.startswith("astronaut"))
+    assert main(["render", str(synthetic), "-o", str(tmp_path / "a.jpg"), "--awb", "s24",
+                 "--weights", str(weights_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "ISOSpeedRatings" in err and "--awb c5" in err and not (tmp_path / "a.jpg").exists()
