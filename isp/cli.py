@@ -1,6 +1,6 @@
 """Command line of the reference ISP.
 
-    python -m isp render IN.dng -o OUT.jpg [--style N] [--denoiser lite|base|large] [edits …]
+    python -m isp render IN.dng -o OUT.jpg [--style N] [--denoiser lite|base|large] [--awb ROUTE [--awb-pref]] [edits …]
     python -m isp params [--weights DIR]
     python -m isp.parity GOLDEN_DIR …            (see isp/parity.py)
 """
@@ -50,6 +50,22 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", type=int, default=1024,
                    help="run the full-resolution networks in tiles of this size to bound memory (0 = whole frame)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    _add_awb_flags(p)
+
+
+def _add_awb_flags(p: argparse.ArgumentParser) -> None:
+    from isp.awb import ROUTES
+    g = p.add_argument_group("white balance (isp/awb.py)")
+    g.add_argument("--awb", default="metadata", metavar="ROUTE",
+                   help="where the illuminant comes from: metadata (the DNG's as-shot white balance, default), c5 "
+                        "(cross-camera AWB model), s24 or s24-VARIANT (S24 time-aware AWB; needs ISO and exposure "
+                        f"time). Routes: {', '.join(ROUTES)}")
+    g.add_argument("--awb-pref", action="store_true",
+                   help="map the AWB estimate to the user-preferred illuminant (with --awb c5|s24…)")
+    g.add_argument("--iso", type=float, default=None,
+                   help="ISO for the S24 AWB models when the DNG does not record it (used as given)")
+    g.add_argument("--exposure-time", type=float, default=None, metavar="SECONDS",
+                   help="exposure time in seconds for the S24 AWB models when the DNG does not record it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +123,7 @@ def render_file(args) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     img = read_dng(args.input)
+    awb_fn, awb_info = _awb_from_args(args, img)
     denoiser = _denoiser_name(args, img)
     pipe = Pipeline(args.weights or paths.weights_root(), style=args.style, denoiser=denoiser, mix=mix,
                     use_lut=False if args.no_lut else None, ltm_refine=args.ltm_refine,
@@ -115,7 +132,7 @@ def render_file(args) -> dict:
     illum = torch.as_tensor(img.illum, dtype=torch.float32)[None]
     ccm = torch.as_tensor(img.ccm, dtype=torch.float32)[None]
     timings = {}
-    with tqdm(total=len(pipe.steps), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=len(pipe.steps) + (awb_fn is not None), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
         last = [None, time.perf_counter()]
 
         def on_stage(name: str) -> None:
@@ -126,7 +143,7 @@ def render_file(args) -> dict:
             last[0], last[1] = name, now
             bar.set_postfix_str(name)
 
-        out = pipe.run(raw, illum, ccm, edits, progress=on_stage)
+        out = pipe.run(raw, illum, ccm, edits, progress=on_stage, awb=awb_fn)
         timings[last[0]] = time.perf_counter() - last[1]
         bar.update(1)
     srgb = out["srgb"][0].permute(1, 2, 0).numpy()
@@ -141,7 +158,35 @@ def render_file(args) -> dict:
             arr = out[key][0].clamp(0, 1).permute(1, 2, 0).numpy()
             write_image(args.save_intermediates / f"{args.input.stem}-{i}-{key}.png", arr)
     return {"input": str(args.input), "output": str(args.output), "denoiser": denoiser, "style": args.style,
-            "edits": edits.as_dict(), "seconds": time.perf_counter() - t0, "stage_seconds": timings}
+            "edits": edits.as_dict(), "seconds": time.perf_counter() - t0, "stage_seconds": timings,
+            "awb": awb_info}
+
+
+def _awb_from_args(args, img) -> tuple:
+    """``(awb callable for Pipeline.run or None, info dict)``; capture data is checked before any model runs."""
+    from isp.awb import AwbEstimator, ColorCalibration, parse_route
+    from isp.io.capture import read_capture_data
+
+    route = parse_route(getattr(args, "awb", "metadata"))
+    if route == "metadata":
+        if getattr(args, "awb_pref", False):
+            raise ValueError("--awb-pref maps an AWB estimate: use it with --awb c5 or --awb s24[-VARIANT]")
+        info = {"route": "metadata", "illum": [float(v) for v in img.illum]}
+        info["text"] = "AWB metadata: as-shot illuminant (" + ", ".join(f"{v:.4f}" for v in img.illum) + ")"
+        return None, info
+    est = AwbEstimator(args.weights or paths.weights_root(), route, user_pref=args.awb_pref)
+    capture = read_capture_data(img.metadata, args.iso, args.exposure_time)
+    if est.capture_needs:
+        est.check_capture(capture, args.input)
+    calib = ColorCalibration.from_tags(img.color_matrices(), img.ccm)
+    info: dict = {"route": est.route}
+
+    def awb(noisy: torch.Tensor, denoised: torch.Tensor):
+        res = est.estimate(noisy, denoised, calib, capture if est.capture_needs else None)
+        info.update(route=res.route, illum=res.illum.tolist(), ccm=res.ccm.tolist(), cct=res.cct, tint=res.tint,
+                    estimate=res.estimate.tolist(), capture=res.capture, notes=res.notes, text=res.describe())
+        return torch.from_numpy(res.illum)[None], torch.from_numpy(res.ccm)[None]
+    return awb, info
 
 
 def parameter_table(weights: Path) -> list[dict]:
@@ -165,9 +210,21 @@ def parameter_table(weights: Path) -> list[dict]:
                  "params": count_parameters(build_denoiser("large"))})
     m = build_stage("enhance", BuildConfig(weights))
     rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
+    rows += _awb_parameter_rows(weights)
     for sid in ("color", "upsample"):
         rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
                                                                                                     BuildConfig(weights)))})
+    return rows
+
+
+def _awb_parameter_rows(weights: Path) -> list[dict]:
+    """C5, the eight S24 variants and the user-preference mapping (issue 13)."""
+    from isp.checkpoints import count_parameters
+    from isp.stages.awb import AWB_MODELS, build_awb
+    from isp.stages.awb_pref import build_pref
+    rows = [{"stage": "awb", "variant": m, "params": count_parameters(build_awb(weights, m))} for m in AWB_MODELS]
+    rows.append({"stage": "awb_pref", "variant": "c5_neutral_to_s24_user_pref",
+                 "params": count_parameters(build_pref(weights))})
     return rows
 
 
@@ -178,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             info = render_file(args)
             style = f"style mix {args.style_mix}" if args.style_mix else f"style {info['style']}"
             print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, {style})")
+            print(info["awb"]["text"])
             return 0
         if args.command == "params":
             rows = parameter_table(args.weights or paths.weights_root())

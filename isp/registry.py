@@ -26,10 +26,13 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["BuildConfig", "TensorSpec", "StageSpec", "STAGE_ORDER", "get_stage", "all_stages", "build_stage"]
+__all__ = ["BuildConfig", "TensorSpec", "StageSpec", "STAGE_ORDER", "AUX_STAGES", "get_stage", "all_stages", "build_stage"]
 
 #: pipeline order; ``lut3d`` is only present for the ``-lut`` photofinishing checkpoints
 STAGE_ORDER = ("denoise", "color", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample", "enhance")
+#: stages outside the raw-to-sRGB chain, run on demand (each half of issue 13 appends its own ids)
+AUX_STAGES: tuple[str, ...] = ()
+AUX_STAGES += ("awb", "awb_pref")          # auto white balance and its user-preference mapping
 
 DENOISER_CAMERAS = ("s24", "generic")
 DENOISER_SIZES = ("lite", "base", "large")
@@ -50,6 +53,7 @@ class BuildConfig:
     use_lut: bool | None = None
     ltm_refine: bool = False          # multi-scale LTM + bilateral-solver refinement (supp. Sec. A-B.1)
     solver_iters: int = 80
+    awb: str = "c5"                   # AWB model of the awb stage: "c5" or "s24-<variant>" (isp.stages.awb)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", Path(self.weights))
@@ -120,8 +124,8 @@ _CACHE: dict[str, StageSpec] = {}
 
 
 def get_stage(stage_id: str) -> StageSpec:
-    if stage_id not in STAGE_ORDER:
-        raise KeyError(f"unknown stage {stage_id!r}; stages are {', '.join(STAGE_ORDER)}")
+    if stage_id not in STAGE_ORDER + AUX_STAGES:
+        raise KeyError(f"unknown stage {stage_id!r}; stages are {', '.join(STAGE_ORDER + AUX_STAGES)}")
     if stage_id not in _CACHE:
         _CACHE[stage_id] = importlib.import_module(f"isp.stages.{stage_id}").SPEC
     return _CACHE[stage_id]
