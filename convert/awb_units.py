@@ -77,7 +77,7 @@ def export_awb_units(weights: str | Path, targets: tuple[str, ...], out_dir: str
     from convert.targets import ExportError, ExportRequest, export
     from isp.parity_awb import angular_error_deg
     from isp.metrics import psnr
-    from runtime_py.runtimes import load
+    from convert.runtimes import load
 
     rows = []
     files = sorted(Path(golden_dir).glob("awb_*.npz")) if golden_dir else []
