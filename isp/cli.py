@@ -176,7 +176,12 @@ def parameter_table(weights: Path) -> list[dict]:
                  "params": count_parameters(build_denoiser("large"))})
     m = build_stage("enhance", BuildConfig(weights))
     rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
-    for sid in ("color", "upsample"):
+    m = build_stage("linearize", BuildConfig(weights))
+    rows.append({"stage": "linearize", "variant": "cie_xyz_net", "params": count_parameters(m)})
+    for q in (25, 50, 75, 95):
+        m = build_stage("raw_jpeg_encode", BuildConfig(weights, raw_quality=q))
+        rows.append({"stage": "raw_jpeg_encode", "variant": f"raw_jpeg_adapter_q_{q}", "params": count_parameters(m)})
+    for sid in ("color", "upsample", "raw_jpeg_decode"):
         rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
                                                                                                     BuildConfig(weights)))})
     return rows
@@ -197,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "params":
             rows = parameter_table(args.weights or paths.weights_root())
             for r in rows:
-                print(f"{r['stage']:<9} {r['variant']:<34} {r['params']:>9,}")
+                print(f"{r['stage']:<15} {r['variant']:<34} {r['params']:>9,}")
             pf = [r for r in rows if r["variant"] == "photofinishing_s24-style-0"]
-            print(f"{'photofinishing total (style 0)':<44} {sum(r['params'] for r in pf):>9,}")
+            print(f"{'photofinishing total (style 0)':<50} {sum(r['params'] for r in pf):>9,}")
             if args.json:
                 from isp.jsonio import write_json_atomic
                 write_json_atomic(args.json, rows)

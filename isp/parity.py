@@ -8,6 +8,10 @@ input* and compared with its golden output(s); then the whole chain runs from ``
 with PSNR over the peak magnitude of the golden parameter (a relative measure). Prints a table, optionally writes it
 as JSON, and exits 1 when any stage-wise PSNR is below ``--min-psnr`` or the end-to-end ``srgb`` is below
 ``--min-e2e-psnr`` (or a stage cannot run).
+
+Golden files of other kinds (``shared/golden_ext``: ``lin_*``, ``jpeg_*``, …) are checked by the function their
+file-name prefix registers in :data:`FILE_CHECKERS`, with per-row limits of their own; a kind nobody registered is
+listed as skipped, which does not fail the run.
 """
 from __future__ import annotations
 
