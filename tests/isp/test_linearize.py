@@ -23,11 +23,8 @@ def _stage(weights: str) -> Linearize:
 
 
 @pytest.fixture(scope="module")
-def lin_files(shared_root):
-    files = sorted((shared_root / "golden_ext").glob("lin_*.npz"))
-    if not files:
-        pytest.skip("no lin_*.npz golden files in shared/golden_ext")
-    return files
+def lin_files(golden_ext):
+    return golden_ext("lin_")
 
 
 class TestGoldenParity:

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from isp.parity import FILE_CHECKERS, file_checker, main
-
-
-@pytest.fixture(scope="module")
-def ext_dir(shared_root):
-    d = shared_root / "golden_ext"
-    if not d.is_dir():
-        pytest.skip("shared/golden_ext not present")
-    return d
 
 
 def test_checkers_registered_by_prefix(tmp_path):
@@ -24,8 +14,8 @@ def test_checkers_registered_by_prefix(tmp_path):
     assert file_checker(tmp_path / "astronaut_s0.npz") is None
 
 
-def test_lin_and_jpeg_pass_unknown_kinds_skipped(ext_dir, weights_dir, tmp_path):
-    picked = sorted(ext_dir.glob("lin_*.npz")) + sorted(ext_dir.glob("jpeg_*.npz"))     # all of them: CI runs it
+def test_lin_and_jpeg_pass_unknown_kinds_skipped(golden_ext, weights_dir, tmp_path):
+    picked = golden_ext("lin_") + golden_ext("jpeg_")             # all of them: CI runs the whole check
     for f in picked:
         (tmp_path / f.name).symlink_to(f)
     (tmp_path / "zzz_unknown_kind.npz").symlink_to(picked[0])

@@ -28,11 +28,8 @@ def _encoder(weights: str, q: int):
 
 
 @pytest.fixture(scope="module")
-def jpeg_files(shared_root):
-    files = sorted((shared_root / "golden_ext").glob("jpeg_*.npz"))
-    if not files:
-        pytest.skip("no jpeg_*.npz golden files in shared/golden_ext")
-    return files
+def jpeg_files(golden_ext):
+    return golden_ext("jpeg_")
 
 
 def _raw_image(rgb: np.ndarray, name="x.dng", orientation=1) -> RawImage:
