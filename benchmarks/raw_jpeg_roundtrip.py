@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                              "denoiser": denoiser, "rerender_psnr": psnr(out, ref),
                              "raw_psnr": psnr(back.raw_tensor(), img.raw_tensor()),
                              "stored_bytes": f.stat().st_size - plain, "jpeg_bytes": f.stat().st_size})
-                tqdm.write(f"{dng.name} q{q}: re-render {rows[-1]['rerender_psnr']:.2f} dB, raw "
-                           f"{rows[-1]['raw_psnr']:.2f} dB, +{rows[-1]['stored_bytes'] / 1024:.0f} KiB", file=sys.stderr)
+                r = rows[-1]
+                tqdm.write(f"{dng.name} q{q}: re-render {r['rerender_psnr']:.2f} dB, raw {r['raw_psnr']:.2f} dB, "
+                           f"+{r['stored_bytes'] / 1024:.0f} KiB", file=sys.stderr)
     info = {"cpu": _cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__, "style": args.style,
             "seconds": time.perf_counter() - t0, "rows": rows}
     write_json_atomic(args.json, info)

@@ -182,8 +182,8 @@ def parameter_table(weights: Path) -> list[dict]:
         m = build_stage("raw_jpeg_encode", BuildConfig(weights, raw_quality=q))
         rows.append({"stage": "raw_jpeg_encode", "variant": f"raw_jpeg_adapter_q_{q}", "params": count_parameters(m)})
     for sid in ("color", "upsample", "raw_jpeg_decode"):
-        rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
-                                                                                                    BuildConfig(weights)))})
+        m = build_stage(sid, BuildConfig(weights))
+        rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(m)})
     return rows
 
 

@@ -173,7 +173,8 @@ def run_parity(golden_dir: Path, weights: Path, min_psnr: float, min_e2e: float,
     for r in rows:
         mark = {True: "yes", False: "NO", None: "-"}[r["pass"]]
         extra = f"  {r['error']}" if r.get("error") else f"  skipped: {r['skipped']}" if r.get("skipped") else ""
-        log(f"{r['file']:<{width}}  {r['stage']:<{sw}} {r['output']:<{ow}} {'-' if r.get('skipped') else _fmt(r.get('psnr')):>8}  "
+        shown = "-" if r.get("skipped") else _fmt(r.get("psnr"))
+        log(f"{r['file']:<{width}}  {r['stage']:<{sw}} {r['output']:<{ow}} {shown:>8}  "
             f"{r.get('max_abs', float('nan')):9.2e}  {mark}{extra}")
     own = [r for r in rows if "limit" in r]
     rows_chain = [r for r in rows if "limit" not in r and not r.get("skipped")]

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_image", "encode_jpeg", "read_image", "encode_png16", "decode_png", "apply_orientation", "SUPPORTED_EXTENSIONS"]
+__all__ = ["write_image", "encode_jpeg", "read_image", "encode_png16", "decode_png", "apply_orientation",
+           "SUPPORTED_EXTENSIONS"]
 
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -74,7 +74,8 @@ def encode_params(gamma_map: np.ndarray, lut: np.ndarray) -> str:
 
 
 def decode_params(comment: str, source="<comment>") -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_params` -> ``(gamma_map (1, 1, h, w), lut (1, C, K+1))``; ``ValueError`` if malformed."""
+    """Inverse of :func:`encode_params` -> ``(gamma_map (1, 1, h, w), lut (1, C, K+1))``; ``ValueError`` naming
+    ``source`` when malformed."""
     fields = comment.split(":")
     if len(fields) != 5:
         raise ValueError(f"{source}: adapter parameters have {len(fields)} fields, expected 5")
