@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     r.add_argument("--store-raw", action="store_true",
                    help="store the input raw inside the output JPEG (Raw-JPEG adapter) so it can be re-rendered")
-    r.add_argument("--raw-quality", type=int, default=95, choices=(25, 50, 75, 95),
-                   help="JPEG quality of the stored raw, picks the adapter model (default 95)")
+    r.add_argument("--raw-quality", type=int, default=None, choices=(25, 50, 75, 95),
+                   help="with --store-raw: JPEG quality of the stored raw, picks the adapter model (default 95)")
     r.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
     r.add_argument("--save-intermediates", type=Path, default=None, metavar="DIR",
                    help="also write every intermediate stage output as 16-bit PNG into DIR")
@@ -114,6 +114,9 @@ def render_file(args) -> dict:
         torch.set_num_threads(args.threads)
     if args.store_raw and args.output.suffix.lower() not in (".jpg", ".jpeg"):
         raise ValueError(f"{args.output}: --store-raw needs a .jpg/.jpeg output")
+    if args.raw_quality is not None and not args.store_raw:
+        raise ValueError("--raw-quality applies only with --store-raw")
+    raw_quality = args.raw_quality or 95
     t0 = time.perf_counter()
     img, source = load_source(args.input, args.weights)
     denoiser = _denoiser_name(args, img)
@@ -142,7 +145,7 @@ def render_file(args) -> dict:
     if not args.no_orientation:
         srgb = apply_orientation(srgb, img.orientation)
     if args.store_raw:
-        store_raw(args.output, srgb, img, raw_quality=args.raw_quality, quality=args.quality, weights=args.weights)
+        store_raw(args.output, srgb, img, raw_quality=raw_quality, quality=args.quality, weights=args.weights)
     else:
         write_image(args.output, srgb, quality=args.quality)
     if args.save_intermediates:
@@ -152,7 +155,7 @@ def render_file(args) -> dict:
             arr = out[key][0].clamp(0, 1).permute(1, 2, 0).numpy()
             write_image(args.save_intermediates / f"{args.input.stem}-{i}-{key}.png", arr)
     return {"input": str(args.input), "source": source, "output": str(args.output), "denoiser": denoiser,
-            "stored_raw_quality": args.raw_quality if args.store_raw else None, "style": args.style,
+            "stored_raw_quality": raw_quality if args.store_raw else None, "style": args.style,
             "edits": edits.as_dict(), "seconds": time.perf_counter() - t0, "stage_seconds": timings}
 
 

@@ -281,3 +281,5 @@ class TestCli:
         assert db > 30.0
         assert main(["render", str(src), "-o", str(tmp_path / "c.png"), "--store-raw", *common]) == 2
         assert "--store-raw needs a .jpg" in capsys.readouterr().err
+        assert main(["render", str(src), "-o", str(tmp_path / "d.jpg"), "--raw-quality", "50", *common]) == 2
+        assert "only with --store-raw" in capsys.readouterr().err
