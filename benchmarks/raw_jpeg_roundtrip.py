@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dngs", type=Path, default=None, help="folder of DNGs (default: the shipped ones)")
+    p.add_argument("--only", default=None, help="comma list of DNG file names to run (default: all in the folder)")
     p.add_argument("--qualities", default="25,50,75,95")
     p.add_argument("--style", type=int, default=0)
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "raw_jpeg_roundtrip.json")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     qualities = [int(q) for q in args.qualities.split(",")]
     dngs = sorted((args.dngs or paths.dng_dir()).glob("*.dng"))
+    if args.only:
+        dngs = [d for d in dngs if d.name in args.only.split(",")]
     weights = paths.weights_root()
     pipes: dict[str, Pipeline] = {}
     rows = []
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = rows[-1]
                 tqdm.write(f"{dng.name} q{q}: re-render {r['rerender_psnr']:.2f} dB, raw {r['raw_psnr']:.2f} dB, "
                            f"+{r['stored_bytes'] / 1024:.0f} KiB", file=sys.stderr)
-    info = {"cpu": _cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__, "style": args.style,
+            write_json_atomic(args.json, {"complete": False, "cpu": _cpu(), "rows": rows})   # kept if interrupted
+    info = {"complete": True, "cpu": _cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__, "style": args.style,
             "seconds": time.perf_counter() - t0, "rows": rows}
     write_json_atomic(args.json, info)
     lines = [f"Re-render PSNR (dB) of a `--store-raw` JPEG against rendering the original raw, style {args.style}; "
