@@ -25,6 +25,9 @@ official writer **truncates** (:func:`to_uint8`), and so do we, so that the stor
 ``clamp(max(y, 1e-8) ^ (1 / gamma), 0, 1)`` (exponent clamped to [1e-8, 10]); then the inverse LUT: segment
 ``i = clamp(searchsorted_left(knots, v), 1, 128)``, ``t = (i - 1 + alpha) / 128`` with
 ``alpha = (v - knot[i-1]) / max(knot[i] - knot[i-1], 1e-6)``; clamp to [0, 1].
+A mobile formulation (``RawJpegDecoder(lookup="mobile")``, no searchsorted, gather or pow) computes the inverse
+LUT as a sum of clamped segment ramps (:func:`invert_lut_segments`) and the power as exp/log; it is proven equal to
+the reference in ``tests/isp/test_raw_jpeg.py``.
 
 Shapes: encode ``raw (B, 3, H, W)`` in [0, 1], ``H, W >= 1`` -> ``jpeg_input (B, 3, H, W)`` (float, before
 quantisation), ``gamma_map (B, 1, 100, 100)``, ``lut (B, 3, 129)``; decode ``raw_jpeg (B, 3, H, W)`` in [0, 1],
@@ -46,7 +49,8 @@ from torch import nn
 from isp.checkpoints import load_strict, read_state_dict, remap_keys
 from isp.registry import BuildConfig, StageSpec, TensorSpec
 
-__all__ = ["QUALITIES", "MAP_SIZE", "LUT_BINS", "LATENT", "POW_EPS", "normalize_lut", "apply_lut", "invert_lut",
+__all__ = ["QUALITIES", "MAP_SIZE", "LUT_BINS", "LATENT", "POW_EPS", "LOOKUPS", "normalize_lut", "apply_lut",
+           "invert_lut", "invert_lut_segments",
            "encode_image", "decode_image", "to_uint8", "ECA", "RawJpegEncoder", "RawJpegDecoder",
            "RAW_JPEG_KEY_RULES", "checkpoint_path", "config_path", "build_encoder", "build_decoder",
            "SPEC_ENCODE", "SPEC_DECODE", "SPECS"]
@@ -62,6 +66,8 @@ POW_EPS = 1e-8
 POW_MAX = 10.0
 #: floor of a LUT segment's height when inverting it
 SEGMENT_EPS = 1e-6
+#: decoder formulations: the official one, and one without searchsorted / gather / pow for mobile runtimes
+LOOKUPS = ("reference", "mobile")
 
 
 # ----------------------------------------------------------------------------------------------- pure functions
@@ -101,8 +107,23 @@ def invert_lut(v: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     return (t0 + alpha * (t1 - t0)).reshape(b, c, h, w)
 
 
-def _adapter_pow(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-    return torch.pow(x.clamp_min(POW_EPS), exponent.clamp(POW_EPS, POW_MAX))
+def invert_lut_segments(v: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """:func:`invert_lut` without a search or a gather (mobile form): ``t = (1/K) sum_i clamp((v - y_{i-1}) /
+    max(y_i - y_{i-1}, 1e-6), 0, 1)``. For monotone knots the segments below ``v`` give 1, the one holding ``v``
+    gives alpha and those above give 0, which is the reference's ``(i - 1 + alpha) / K``. K unrolled elementwise
+    steps per pixel."""
+    k = knots.shape[-1] - 1
+    lo = knots[:, :, :-1].unsqueeze(-1).unsqueeze(-1)                                # (B, C, K, 1, 1)
+    inv = 1.0 / (knots[:, :, 1:] - knots[:, :, :-1]).clamp_min(SEGMENT_EPS).unsqueeze(-1).unsqueeze(-1)
+    t = torch.zeros_like(v)
+    for i in range(k):
+        t = t + ((v - lo[:, :, i]) * inv[:, :, i]).clamp(0.0, 1.0)
+    return t / k
+
+
+def _adapter_pow(x: torch.Tensor, exponent: torch.Tensor, mobile: bool = False) -> torch.Tensor:
+    e = exponent.clamp(POW_EPS, POW_MAX)
+    return torch.exp(e * torch.log(x.clamp_min(POW_EPS))) if mobile else torch.pow(x.clamp_min(POW_EPS), e)
 
 
 def _gamma_full(gamma_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -115,10 +136,18 @@ def encode_image(raw: torch.Tensor, gamma_map: torch.Tensor, lut: torch.Tensor) 
     return _adapter_pow(x, _gamma_full(gamma_map, x))
 
 
-def decode_image(raw_jpeg: torch.Tensor, gamma_map: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Post-processing after the JPEG: inverse gamma, then the inverse LUT; ``(B, 3, H, W)`` in [0, 1]."""
-    y = _adapter_pow(raw_jpeg, 1.0 / _gamma_full(gamma_map, raw_jpeg)).clamp(0.0, 1.0)
-    return invert_lut(y, normalize_lut(lut)).clamp(0.0, 1.0)
+def decode_image(raw_jpeg: torch.Tensor, gamma_map: torch.Tensor, lut: torch.Tensor,
+                 lookup: str = "reference") -> torch.Tensor:
+    """Post-processing after the JPEG: inverse gamma, then the inverse LUT; ``(B, 3, H, W)`` in [0, 1].
+
+    ``lookup="mobile"``: the power as exp/log and the inverse LUT by :func:`invert_lut_segments` (no searchsorted,
+    no gather), equal to the reference up to float32 rounding (tested)."""
+    if lookup not in LOOKUPS:
+        raise ValueError(f"lookup must be one of {LOOKUPS}, got {lookup!r}")
+    mobile = lookup == "mobile"
+    y = _adapter_pow(raw_jpeg, 1.0 / _gamma_full(gamma_map, raw_jpeg), mobile).clamp(0.0, 1.0)
+    knots = normalize_lut(lut)
+    return (invert_lut_segments(y, knots) if mobile else invert_lut(y, knots)).clamp(0.0, 1.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -191,10 +220,17 @@ class RawJpegEncoder(nn.Module):
 
 
 class RawJpegDecoder(nn.Module):
-    """``forward(raw_jpeg, gamma_map, lut) -> rec_raw`` (:func:`decode_image`). No parameters."""
+    """``forward(raw_jpeg, gamma_map, lut) -> rec_raw`` (:func:`decode_image`). No parameters. ``lookup`` picks
+    the reference or the mobile formulation."""
+
+    def __init__(self, lookup: str = "reference") -> None:
+        super().__init__()
+        if lookup not in LOOKUPS:
+            raise ValueError(f"lookup must be one of {LOOKUPS}, got {lookup!r}")
+        self.lookup = lookup
 
     def forward(self, raw_jpeg: torch.Tensor, gamma_map: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-        return decode_image(raw_jpeg, gamma_map, lut)
+        return decode_image(raw_jpeg, gamma_map, lut, self.lookup)
 
 
 # ------------------------------------------------------------------------------------------ checkpoint + registry
@@ -250,8 +286,8 @@ def build_encoder(cfg: BuildConfig) -> RawJpegEncoder:
     return load_strict(RawJpegEncoder(q), remap_keys(read_state_dict(path), RAW_JPEG_KEY_RULES), path).eval()
 
 
-def build_decoder(cfg: BuildConfig) -> RawJpegDecoder:
-    return RawJpegDecoder().eval()
+def build_decoder(cfg: BuildConfig, lookup: str = "reference") -> RawJpegDecoder:
+    return RawJpegDecoder(lookup).eval()
 
 
 _GAMMA = TensorSpec("gamma_map", "B,1,100,100", (0.1353, 7.3891), "spatial gamma map exp(2 tanh(.))")

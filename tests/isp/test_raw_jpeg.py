@@ -17,7 +17,7 @@ from isp.io.dng import RawImage
 from isp.metrics import psnr
 from isp.registry import BuildConfig, build_stage, get_stage
 from isp.stages.raw_jpeg import (QUALITIES, RawJpegDecoder, apply_lut, decode_image, encode_image, invert_lut,
-                                 normalize_lut, to_uint8)
+                                 invert_lut_segments, normalize_lut, to_uint8)
 
 MIN_DB = 60.0
 
@@ -154,6 +154,32 @@ class TestOperators:
         args = (ref[0], ref[1], ref[2])
         ep = torch.export.export(dec, args, strict=True)
         assert torch.allclose(ep.module()(*args), dec(*args), atol=1e-6)
+
+
+class TestMobileDecoder:
+    def test_equals_reference_on_golden_and_random(self, jpeg_files):
+        z = np.load(jpeg_files[0])
+        for q in QUALITIES:
+            args = (torch.from_numpy(z[f"q{q}_decoded_u8"]).permute(2, 0, 1)[None] / 255.0,
+                    torch.from_numpy(z[f"q{q}_gamma_map"]), torch.from_numpy(z[f"q{q}_lut"]))
+            mob = RawJpegDecoder("mobile")(*args)
+            assert psnr(mob[0].permute(1, 2, 0), torch.from_numpy(z[f"q{q}_rec_raw"])) > 100.0
+        g = torch.Generator().manual_seed(7)
+        knots = normalize_lut(3 * torch.randn(1, 3, 129, generator=g))
+        v = torch.cat([torch.rand(1, 3, 50, 40, generator=g), knots[..., :40].reshape(1, 3, 1, 40)], dim=2)
+        assert (invert_lut_segments(v, knots) - invert_lut(v, knots)).abs().max() < 1e-5
+
+    def test_exports_without_search_gather_or_pow(self):
+        g = torch.Generator().manual_seed(8)
+        args = (torch.rand(1, 3, 32, 48, generator=g), torch.exp(torch.randn(1, 1, 100, 100, generator=g)),
+                torch.randn(1, 3, 129, generator=g))
+        dec = RawJpegDecoder("mobile").eval()
+        ep = torch.export.export(dec, args, strict=True)
+        ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+        assert not any(k in op for op in ops for k in ("searchsorted", "gather", "pow")), ops
+        assert torch.allclose(ep.module()(*args), RawJpegDecoder()(*args), atol=1e-5)
+        with pytest.raises(ValueError, match="lookup"):
+            RawJpegDecoder("fast")
 
 
 class TestContainer:
