@@ -1,6 +1,8 @@
 """Command line of the reference ISP.
 
     python -m isp render IN.dng -o OUT.jpg [--style N] [--denoiser lite|base|large] [--awb ROUTE [--awb-pref]] [edits …]
+    python -m isp render IN.jpg|IN.png -o OUT.jpg …   (stored raw re-rendered, other images linearized first)
+    python -m isp render IN.dng -o OUT.jpg --store-raw [--raw-quality 25|50|75|95]
     python -m isp params [--weights DIR]
     python -m isp.parity GOLDEN_DIR …            (see isp/parity.py)
 """
@@ -72,9 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m isp", description="Modular Neural ISP — PyTorch reference")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="render a DNG to JPEG or 16-bit PNG")
-    r.add_argument("input", type=Path, help="input DNG (Bayer RGGB/GRBG/GBRG/BGGR or LinearRaw)")
+    r.add_argument("input", type=Path, help="input DNG (Bayer RGGB/GRBG/GBRG/BGGR or LinearRaw), a JPEG with a stored "
+                   "raw (re-rendered from it), or any other JPEG/PNG (linearized first)")
     r.add_argument("-o", "--output", type=Path, required=True, help="output .jpg/.jpeg (8-bit) or .png (16-bit)")
     r.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    r.add_argument("--store-raw", action="store_true",
+                   help="store the input raw inside the output JPEG (Raw-JPEG adapter) so it can be re-rendered")
+    r.add_argument("--raw-quality", type=int, default=None, choices=(25, 50, 75, 95),
+                   help="with --store-raw: JPEG quality of the stored raw, picks the adapter model (default 95)")
     r.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
     r.add_argument("--save-intermediates", type=Path, default=None, metavar="DIR",
                    help="also write every intermediate stage output as 16-bit PNG into DIR")
@@ -113,16 +120,25 @@ def render_file(args) -> dict:
     """Decode, render and write one file; returns timings and the settings used."""
     from tqdm import tqdm
 
-    from isp.io.dng import apply_orientation, read_dng
+    from isp.io.dng import apply_orientation
     from isp.io.image import write_image
     from isp.pipeline import Pipeline
+    from isp.sources import load_source, store_raw
 
     edits = _edits_from_args(args)
     mix = _mix_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.store_raw and args.output.suffix.lower() not in (".jpg", ".jpeg"):
+        raise ValueError(f"{args.output}: --store-raw needs a .jpg/.jpeg output")
+    if args.raw_quality is not None and not args.store_raw:
+        raise ValueError("--raw-quality applies only with --store-raw")
+    raw_quality = args.raw_quality or 95
     t0 = time.perf_counter()
-    img = read_dng(args.input)
+    img, source = load_source(args.input, args.weights)
+    if source == "srgb" and getattr(args, "awb", "metadata") != "metadata":
+        raise ValueError(f"{args.input}: --awb {args.awb} needs raw data (a DNG or a JPEG with a stored raw); "
+                         "a linearized sRGB image is rendered with --awb metadata")
     awb_fn, awb_info = _awb_from_args(args, img)
     denoiser = _denoiser_name(args, img)
     pipe = Pipeline(args.weights or paths.weights_root(), style=args.style, denoiser=denoiser, mix=mix,
@@ -149,7 +165,10 @@ def render_file(args) -> dict:
     srgb = out["srgb"][0].permute(1, 2, 0).numpy()
     if not args.no_orientation:
         srgb = apply_orientation(srgb, img.orientation)
-    write_image(args.output, srgb, quality=args.quality)
+    if args.store_raw:
+        store_raw(args.output, srgb, img, raw_quality=raw_quality, quality=args.quality, weights=args.weights)
+    else:
+        write_image(args.output, srgb, quality=args.quality)
     if args.save_intermediates:
         args.save_intermediates.mkdir(parents=True, exist_ok=True)
         from isp.units import chain_tensors
@@ -157,7 +176,8 @@ def render_file(args) -> dict:
         for i, key in enumerate(n for n in chain_tensors(lut=False) if n != "lsrgb_ds"):
             arr = out[key][0].clamp(0, 1).permute(1, 2, 0).numpy()
             write_image(args.save_intermediates / f"{args.input.stem}-{i}-{key}.png", arr)
-    return {"input": str(args.input), "output": str(args.output), "denoiser": denoiser, "style": args.style,
+    return {"input": str(args.input), "source": source, "output": str(args.output), "denoiser": denoiser,
+            "stored_raw_quality": raw_quality if args.store_raw else None, "style": args.style,
             "edits": edits.as_dict(), "seconds": time.perf_counter() - t0, "stage_seconds": timings,
             "awb": awb_info}
 
@@ -211,9 +231,14 @@ def parameter_table(weights: Path) -> list[dict]:
     m = build_stage("enhance", BuildConfig(weights))
     rows.append({"stage": "enhance", "variant": "enhancement_s24-style-0", "params": count_parameters(m)})
     rows += _awb_parameter_rows(weights)
-    for sid in ("color", "upsample"):
-        rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(build_stage(sid,
-                                                                                                    BuildConfig(weights)))})
+    m = build_stage("linearize", BuildConfig(weights))
+    rows.append({"stage": "linearize", "variant": "cie_xyz_net", "params": count_parameters(m)})
+    for q in (25, 50, 75, 95):
+        m = build_stage("raw_jpeg_encode", BuildConfig(weights, raw_quality=q))
+        rows.append({"stage": "raw_jpeg_encode", "variant": f"raw_jpeg_adapter_q_{q}", "params": count_parameters(m)})
+    for sid in ("color", "upsample", "raw_jpeg_decode"):
+        m = build_stage(sid, BuildConfig(weights))
+        rows.append({"stage": sid, "variant": "(no weights)", "params": count_parameters(m)})
     return rows
 
 
@@ -234,15 +259,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "render":
             info = render_file(args)
             style = f"style mix {args.style_mix}" if args.style_mix else f"style {info['style']}"
-            print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, {style})")
+            route = {"dng": "", "stored-raw": "; re-rendered from its stored raw",
+                     "srgb": "; sRGB input linearized"}[info["source"]]
+            stored = f"; raw stored at quality {info['stored_raw_quality']}" if info["stored_raw_quality"] else ""
+            print(f"wrote {info['output']} ({info['seconds']:.1f} s; denoiser {info['denoiser']}, {style}{route}"
+                  f"{stored})")
             print(info["awb"]["text"])
             return 0
         if args.command == "params":
             rows = parameter_table(args.weights or paths.weights_root())
             for r in rows:
-                print(f"{r['stage']:<9} {r['variant']:<34} {r['params']:>9,}")
+                print(f"{r['stage']:<15} {r['variant']:<34} {r['params']:>9,}")
             pf = [r for r in rows if r["variant"] == "photofinishing_s24-style-0"]
-            print(f"{'photofinishing total (style 0)':<44} {sum(r['params'] for r in pf):>9,}")
+            print(f"{'photofinishing total (style 0)':<50} {sum(r['params'] for r in pf):>9,}")
             if args.json:
                 from isp.jsonio import write_json_atomic
                 write_json_atomic(args.json, rows)

@@ -28,7 +28,8 @@ import numpy as np
 
 from isp.atomic import write_bytes_atomic
 
-__all__ = ["write_image", "read_image", "encode_png16", "decode_png", "apply_orientation", "SUPPORTED_EXTENSIONS"]
+__all__ = ["write_image", "encode_jpeg", "read_image", "encode_png16", "decode_png", "apply_orientation",
+           "SUPPORTED_EXTENSIONS"]
 
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -195,15 +196,18 @@ def write_image(path: str | Path, srgb, *, quality: int = 95) -> Path:
     if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ValueError(f"{path}: JPEG quality must be an integer in 1..100, got {quality!r}")
     img = _to_hwc_float(srgb, path)
-    if ext == ".png":
-        data = encode_png16(_quantise(img, 16))
-    else:
-        from PIL import Image
-        buf = io.BytesIO()
-        Image.fromarray(_quantise(img, 8), mode="RGB").save(buf, format="JPEG", quality=int(quality))
-        data = buf.getvalue()
+    data = encode_png16(_quantise(img, 16)) if ext == ".png" else encode_jpeg(img, quality)
     _atomic_write_bytes(path, data)
     return path
+
+
+def encode_jpeg(srgb, quality: int = 95, source="<image>") -> bytes:
+    """(H, W, 3) float sRGB in [0, 1] -> bytes of an 8-bit JPEG (rounded to the nearest code value)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(_quantise(_to_hwc_float(srgb, source), 8), mode="RGB").save(buf, format="JPEG",
+                                                                              quality=int(quality))
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------------------------------------
