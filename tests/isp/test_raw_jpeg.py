@@ -259,8 +259,8 @@ class TestContainer:
 
         def boom(*a, **k):
             raise OSError(28, "No space left on device")
-        import isp.io.image as image_mod
-        monkeypatch.setattr(image_mod.os, "fsync", boom)
+        import isp.atomic as atomic_mod
+        monkeypatch.setattr(atomic_mod.os, "fsync", boom)
         with pytest.raises(OSError, match="disk full"):
             self._write(weights_dir, tmp_path)
         assert f.read_bytes() == before
