@@ -113,6 +113,8 @@ def render_file(args) -> dict:
     raw = torch.from_numpy(np.ascontiguousarray(img.rgb.transpose(2, 0, 1)))[None].float()
     illum = torch.as_tensor(img.illum, dtype=torch.float32)[None]
     ccm = torch.as_tensor(img.ccm, dtype=torch.float32)[None]
+    orientation = img.orientation
+    del img                                  # its (H, W, 3) copy of the frame: 144 MB at 12 MP
     timings = {}
     with tqdm(total=len(pipe.steps), desc=args.input.name, unit="stage", file=sys.stderr, disable=None) as bar:
         last = [None, time.perf_counter()]
@@ -130,7 +132,7 @@ def render_file(args) -> dict:
         bar.update(1)
     srgb = out["srgb"][0].permute(1, 2, 0).numpy()
     if not args.no_orientation:
-        srgb = apply_orientation(srgb, img.orientation)
+        srgb = apply_orientation(srgb, orientation)
     write_image(args.output, srgb, quality=args.quality)
     if args.save_intermediates:
         args.save_intermediates.mkdir(parents=True, exist_ok=True)

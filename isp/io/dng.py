@@ -499,14 +499,17 @@ def read_dng(path: str | Path, *, crop: Sequence[int] | None = None) -> RawImage
         if np.all(black_site == black_site.flat[0]):
             black_site = black_site.flat[0]
         norm = (mosaic.astype(np.float32) - black_site) / white32
-        rgb = demosaic_menon2007(norm, cfa)
+        del mosaic
+        # clipped and cast to float32 block by block: the values of np.clip(rgb, 0, 1).astype(float32)
+        rgb = demosaic_menon2007(norm, cfa, clip=(0.0, 1.0), dtype=np.float32)
     else:
         if mosaic.ndim != 3 or mosaic.shape[-1] < 3:
             raise ValueError(f"{path}: LibRaw decoded the LinearRaw image as shape {mosaic.shape}; expected "
                              "(H, W, 3 or 4)")
         planes = mosaic[..., :3].astype(np.float32)
         rgb = (planes - np.asarray(black[:3], dtype=np.float32)) / white32
-    rgb_out = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+        rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    rgb_out = rgb
 
     orientation = meta.get("Orientation", 1)
     orientation = int(orientation) if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
