@@ -393,6 +393,9 @@ class TestDemosaic:
         ref = demosaic_menon2007(m, pattern, tile=None)
         for tile in (8, 40, 64):
             np.testing.assert_array_equal(demosaic_menon2007(m, pattern, tile=tile), ref)
+        # blocks in parallel, clipped and cast block by block: the values of clipping and casting afterwards
+        got = demosaic_menon2007(m, pattern, tile=40, threads=3, clip=(0.0, 1.0), dtype=np.float32)
+        np.testing.assert_array_equal(got, np.clip(ref, 0.0, 1.0).astype(np.float32))
 
     def test_pattern_shift_consistency(self):
         """Dropping the first column of an RGGB mosaic gives a GRBG mosaic of the same scene: the interiors agree."""
