@@ -11,6 +11,10 @@ executorch, tflite, onnx), ``--precision-prefer`` (default: the set's policy for
 int8) and ``--select`` (explicit per unit, e.g. ``denoise=onnx:int8``), see :mod:`runtime_py.artifacts`. The image
 is written atomically: ``.jpg``/``.jpeg`` 8-bit, ``.png`` 16-bit. The per-unit seconds are printed.
 
+The frame is streamed through the full-resolution units (:func:`runtime_py.stream.render_streaming`: about three
+full-frame buffers, each runner released after its last use) and every runtime runs ``--threads`` threads (default:
+the CPUs this process may run on).
+
 Exit status: 0 on success, 2 for bad arguments or input (the message says what and how to fix it), 1 when an
 artifact fails while running.
 """
@@ -84,7 +88,10 @@ def render_file(args: argparse.Namespace) -> dict[str, Any]:
         bar = tqdm(total=streaming_calls(pipe), desc="artifact pipeline", unit="call", dynamic_ncols=True,
                    leave=False)
     try:
-        srgb = render_streaming(pipe, raw, illum, ccm, progress=bar.update if bar is not None else None)
+        frame = [raw]
+        del raw                                      # render_streaming frees the frame after the denoiser
+        srgb = render_streaming(pipe, frame, illum, ccm, progress=bar.update if bar is not None else None,
+                                release=True)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as exc:  # noqa: BLE001 — a runtime failure: exit 1 with the unit named by the runner
@@ -92,7 +99,6 @@ def render_file(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if bar is not None:
             bar.close()
-    del raw
     if not args.no_orientation:
         srgb = np.ascontiguousarray(apply_orientation(srgb, orientation))
     write_image(args.output, srgb, quality=args.quality)

@@ -308,11 +308,16 @@ class OnnxRunner(_Base):
 
     def __init__(self, path: Path, input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None, providers: Sequence[str] | None = None,
-                 intra_op_threads: int | None = None, optimization: str = "all") -> None:
+                 intra_op_threads: int | None = None, optimization: str = "all", memory_arena: bool = False) -> None:
         self.path = Path(path)
         ort = _require("onnxruntime", "onnxruntime")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads or default_threads()
+        # without the arena each run's intermediates go back when it ends: with it a session keeps its peak for
+        # good, rounded up to powers of two (the 12 MP LTM: +1.6 GB held against +0.9 GB at the peak of a run, and
+        # ~3 GB over the quarter units of a render); no measurable cost on the tiles (enhance 512x512 either way)
+        opts.enable_cpu_mem_arena = memory_arena
+        opts.enable_mem_pattern = memory_arena
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -446,7 +451,8 @@ def load(path: Path | str, input_names: Sequence[str] | None = None, output_name
 
     ``input_names``/``output_names`` name a ``.pte``'s tensors (it stores none) and, for the others, must match
     the artifact's names as a set (they then fix the order). ``options`` go to the runner (``num_threads`` for
-    LiteRT, ``providers``/``intra_op_threads`` for ONNX Runtime, ``method`` for ExecuTorch).
+    LiteRT, ``providers``/``intra_op_threads``/``memory_arena`` for ONNX Runtime, ``method`` for ExecuTorch); thread
+    counts default to :func:`default_threads`.
     """
     path = Path(path)
     if not path.exists():

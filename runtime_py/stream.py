@@ -74,13 +74,21 @@ class _Unit:
 
 
 def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
-                     progress: Callable[[int], None] | None = None) -> np.ndarray:
+                     progress: Callable[[int], None] | None = None, release: bool = False) -> np.ndarray:
     """Render ``raw (1,3,H,W)`` with ``illum (1,3)``, ``ccm (1,3,3)``; the ``(H, W, 3)`` float32 sRGB image.
 
     ``pipe`` is a :class:`runtime_py.pipeline.ArtifactPipeline`; its ``timings`` get one entry per unit (``seconds``,
     ``infer_seconds``, ``calls``, ``load_seconds``) and ``phases`` the wall seconds of :data:`STREAM_PHASES`.
-    ``progress(n)`` is called after every runner call (tiles and quarter units).
+    ``raw`` may be a one-element list holding the tensor: it is emptied, so that with no other reference the
+    frame's memory goes back after pass 1 (an argument itself stays referenced by the caller until the call returns).
+    ``progress(n)`` is called after every runner call (tiles and quarter units). ``release``: drop each unit's
+    runner after its last use in this frame (:meth:`~runtime_py.artifacts.Selection.release`), so that only the
+    runners of the current phase hold memory (ONNX Runtime keeps each session's arena at its peak); for a single
+    render, as ``runtime_py.render`` does. Without it the runners stay loaded for the next frame.
     """
+    drop = pipe.selection.release if release else (lambda *_u: None)
+    if isinstance(raw, list):                  # handed over: the frame is freed once the denoiser has read it
+        raw = raw.pop()
     raw_t, illum_t, ccm_t = pipe.check_inputs(raw, illum, ccm)
     tick = progress or (lambda _n: None)
     geo = pipe.geometry
@@ -114,6 +122,8 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
         tick(1)
     del den
     pipe.timings["denoise"], pipe.timings["color"] = denoise.stats, color.stats
+    del denoise, color
+    drop("denoise", "color")
     pipe.phases["pass1_denoise_color"] = time.perf_counter() - t_phase
 
     # ---------------------------------------------------------------- the quarter-resolution units
@@ -127,6 +137,7 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
         pipe.timings[unit] = {k: v for k, v in info.items() if k != "tiles"}
         for name, t in zip(UNIT_IO[unit][1], outs):
             out[name] = t
+        drop(unit)
         tick(1)
     grid = out["bgu_grid"].float()
     del out
@@ -145,8 +156,10 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
         srgb[y0:y0 + th, x0:x0 + tw] += y * (wy[i][:, None] * wx[j][None, :])[:, :, None]
         tick(1)
     del lsrgb
-    _normalise(srgb, inv_y, inv_x, channels_last=True)
     pipe.timings["upsample_slice"], pipe.timings["enhance"] = slicer.stats, enhance.stats
+    del slicer, enhance
+    drop("upsample_slice", "enhance")
+    _normalise(srgb, inv_y, inv_x, channels_last=True)
     pipe.phases["pass2_slice_enhance"] = time.perf_counter() - t_phase
     order = [u for u in pipe.units if u in pipe.timings]
     pipe.timings = {u: pipe.timings[u] for u in order}
