@@ -464,6 +464,12 @@ class Selection(Mapping[str, Artifact]):
                                    f"{type(exc).__name__}: {exc}") from exc
         return self._runners[unit]
 
+    def release(self, *units: str) -> None:
+        """Drop the cached runners of ``units`` (all when none are named): their memory (ONNX Runtime arenas, LiteRT
+        and ExecuTorch plans) goes back; a later :meth:`runner` loads them again."""
+        for unit in units or tuple(self._runners):
+            self._runners.pop(unit, None)
+
     @property
     def precisions(self) -> dict[str, int]:
         out: dict[str, int] = {}

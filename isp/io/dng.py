@@ -261,6 +261,19 @@ def _validate_crop(crop, full: tuple[int, int], source) -> tuple[int, int, int, 
     return y0, x0, h, w
 
 
+def _trim_heap() -> None:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``; nothing elsewhere). The demosaicing blocks'
+    temporaries (~9 MB arrays, in the worker threads' malloc arenas) otherwise stay resident: at 12 MP the process
+    keeps ~190 MB it no longer uses for the rest of the render."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def read_dng(path: str | Path, *, crop: Sequence[int] | None = None) -> RawImage:
     """Decode a DNG into a :class:`RawImage` (see module docstring for the conventions).
 
@@ -339,14 +352,19 @@ def read_dng(path: str | Path, *, crop: Sequence[int] | None = None) -> RawImage
         if np.all(black_site == black_site.flat[0]):
             black_site = black_site.flat[0]
         norm = (mosaic.astype(np.float32) - black_site) / white32
-        rgb = demosaic_menon2007(norm, cfa)
+        del mosaic
+        # clipped and cast to float32 block by block: the values of np.clip(rgb, 0, 1).astype(float32)
+        rgb = demosaic_menon2007(norm, cfa, clip=(0.0, 1.0), dtype=np.float32)
+        del norm
+        _trim_heap()
     else:
         if mosaic.ndim != 3 or mosaic.shape[-1] < 3:
             raise DngError(path, f"LibRaw decoded the LinearRaw image as shape {mosaic.shape}; expected "
                                  "(H, W, 3 or 4)")
         planes = mosaic[..., :3].astype(np.float32)
         rgb = (planes - np.asarray(black[:3], dtype=np.float32)) / white32
-    rgb_out = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+        rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    rgb_out = rgb
 
     orientation = layout.orientation
     make, model = meta.get("Make"), meta.get("Model")
