@@ -60,7 +60,7 @@ from torch import nn
 from isp.geometry import FrameGeometry, parse_size
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
 from isp.stages import upsample as up
-from isp.units import GRID_COEFFS, NAFNET_BODY, STAGE_UNITS, UNIT_ORDER, UNITS, UnitSpec, unit_shapes, units_for
+from isp.units import ALL_UNITS, AUX_UNITS, GRID_COEFFS, NAFNET_BODY, STAGE_UNITS, UNIT_ORDER, UNITS, UnitSpec, unit_shapes, units_for
 
 __all__ = ["UNIT_ORDER", "NAFNET_BODY", "UnitSpec", "UNITS", "STAGE_UNITS", "Geometry", "parse_size", "ExportUnit",
            "build_unit", "units_for", "expand_stages", "slice_window_size", "slice_operands", "SliceUnit",
@@ -73,7 +73,9 @@ Geometry = FrameGeometry
 def expand_stages(text: str | Sequence[str], lut: bool) -> list[str]:
     """``"all"`` or a comma list of stage ids and/or unit ids -> unit ids in pipeline order.
 
-    ``upsample`` expands to ``downsample, upsample_fit, upsample_slice``. ``lut3d`` for a style without a 3-D LUT is
+    ``upsample`` expands to ``downsample, upsample_fit, upsample_slice``. ``all`` is the raw-to-sRGB chain; the
+    auxiliary units (:data:`isp.units.AUX_UNITS`) are named (``awb_c5``, ``awb_s24``, ``raw_jpeg_decode``; ``awb``
+    = both AWB units) or all three as ``aux``. ``lut3d`` for a style without a 3-D LUT is
     a ``ValueError`` (the unit does not exist there); ``all`` simply leaves it out.
     """
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
@@ -83,16 +85,20 @@ def expand_stages(text: str | Sequence[str], lut: bool) -> list[str]:
     for item in items:
         if item == "all":
             wanted.update(units_for(lut))
+        elif item == "aux":
+            wanted.update(AUX_UNITS)
+        elif item == "awb":
+            wanted.update(u for u in AUX_UNITS if UNITS[u].stage == "awb")
         elif item in STAGE_UNITS:
             wanted.update(STAGE_UNITS[item])
         elif item in UNITS:
             wanted.add(item)
         else:
             raise ValueError(f"--stages: unknown stage or unit {item!r}; stages are {', '.join(STAGE_ORDER)}, "
-                             f"units {', '.join(UNIT_ORDER)}, or 'all'")
+                             f"units {', '.join(ALL_UNITS)}, 'all' (the chain) or 'aux' ({', '.join(AUX_UNITS)})")
     if "lut3d" in wanted and not lut:
         raise ValueError("--stages: lut3d exists only for the -lut picture styles (1-5); style 0 has no 3-D LUT")
-    return [u for u in UNIT_ORDER if u in wanted]
+    return [u for u in ALL_UNITS if u in wanted]
 
 
 # ------------------------------------------------------------------------------------------------ slice helpers
@@ -418,7 +424,10 @@ def build_unit(unit_id: str, cfg: BuildConfig, geometry: Geometry) -> ExportUnit
     """Build ``unit_id`` for the weights/style/denoiser of ``cfg`` and the frame ``geometry`` (module in eval mode,
     float32, weights loaded strictly). ``ValueError`` for an unknown unit or ``lut3d`` on a style without a LUT."""
     if unit_id not in UNITS:
-        raise ValueError(f"unknown unit {unit_id!r}; units are {', '.join(UNIT_ORDER)}")
+        raise ValueError(f"unknown unit {unit_id!r}; units are {', '.join(ALL_UNITS)}")
+    if unit_id in AUX_UNITS:
+        from convert.aux_units import build_aux_unit
+        return build_aux_unit(unit_id, cfg, geometry)
     spec = UNITS[unit_id]
     if spec.lut_only and not cfg.lut:
         raise ValueError(f"unit {unit_id} exists only for the -lut styles; style {cfg.style} has no 3-D LUT")
