@@ -1,5 +1,6 @@
 """Builders of the auxiliary export units (:data:`isp.units.AUX_UNITS`): what a phone runs to estimate its own white
-balance, and to get the raw back out of a saved JPEG. Built by :func:`convert.units.build_unit` like every unit.
+balance, and to get the raw back out of a saved JPEG: their modules, references and data. :func:`convert.units.build_unit` builds them
+like every unit (as an ``AuxExportUnit``).
 
 =====================  ======================================================================  ==================
 unit                   inputs                                                                  output
@@ -19,7 +20,7 @@ circular filtering runs as a real DFT in matrix products (``AutoWhiteBalance(fft
 ``RawJpegDecoder(lookup="mobile")`` (inverse LUT as a sum of clamped segment ramps, power as exp/log). The resize and
 the capture statistics (noise / SNR over the full-resolution frame, float64) stay on the host.
 
-Data: :meth:`AuxUnit.calibration_inputs` ignores the calibration set's tiles (they hold no AWB or JPEG inputs) and
+Data: :func:`golden_unit_inputs` (what the built unit's ``calibration_inputs`` returns) ignores the calibration set's tiles (they hold no AWB or JPEG inputs) and
 builds the inputs from the reference on the golden_ext inputs (``awb_*.npz``: the noisy raws and the default
 variant's capture vectors; ``jpeg_*.npz``: raws stored by the reference encoder at quality 95, resized to the
 frame). The units stay float in every policy (:data:`convert.recipes.UNSUPPORTED`).
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,10 +40,10 @@ from isp import paths
 from isp.registry import BuildConfig
 from isp.stages import awb as A
 from isp.stages import raw_jpeg as RJ
-from isp.units import AUX_UNITS, S24_CAPTURE, UNITS, unit_shapes
+from isp.units import AUX_UNITS, S24_CAPTURE, UNITS
 
-__all__ = ["AWB_MODELS", "AwbUnit", "build_aux_unit", "build_awb_module", "awb_reference", "golden_inputs",
-           "decoder_inputs"]
+__all__ = ["AWB_MODELS", "AwbUnit", "DecoderUnit", "build_aux_module", "build_awb_module", "awb_reference",
+           "golden_inputs", "golden_unit_inputs", "example_inputs", "decoder_inputs"]
 
 #: AWB unit id -> AWB model (the default S24 variant is the official demo's)
 AWB_MODELS = {"awb_c5": "c5", "awb_s24": f"s24-{A.S24_DEFAULT}"}
@@ -122,50 +123,48 @@ def _golden_decoder_inputs(root: str, weights: str, size: tuple[int, int]) -> tu
     return tuple(out)
 
 
-# ------------------------------------------------------------------------------------------------ built unit
+# ------------------------------------------------------------------------------------------------ unit parts
 
-def _export_unit_class():
-    from convert.units import ExportUnit, synthetic_image
-
-    class AuxUnit(ExportUnit):
-        """An auxiliary unit: data from the golden_ext inputs instead of calibration-set tiles."""
-
-        def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
-            if self.id == "raw_jpeg_decode":
-                raw = synthetic_image(self.input_shapes[0], seed) * 0.8
-                return decoder_inputs(raw, self.cfg.weights)
-            img = synthetic_image(self.input_shapes[0], seed) * 0.6
-            return (img,) if self.id == "awb_c5" else (img, torch.full(self.input_shapes[1], 0.4))
-
-        def calibration_inputs(self, cs: Any = None, limit: int | None = None) -> list[tuple[torch.Tensor, ...]]:
-            """The unit's inputs from the reference on the golden_ext inputs (``cs`` is not read: calibration
-            sets hold no AWB or JPEG inputs); ``ValueError`` if there are none."""
-            root = paths.shared_root() / "golden_ext"
-            if self.id == "raw_jpeg_decode":
-                rows = list(_golden_decoder_inputs(str(root), str(self.cfg.weights), self.geometry.size))
-            else:
-                rows = [(img,) if self.id == "awb_c5" else (img, cap) for img, cap in golden_inputs(str(root))]
-            if not rows:
-                raise ValueError(f"{self.id}: no golden_ext inputs in {root} to calibrate or verify with")
-            return rows[:limit]
-
-    return AuxUnit
+def example_inputs(unit_id: str, shapes, weights: str | Path, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Plausible inputs of the fixed shapes from a smooth synthetic ``image`` of the first input's shape."""
+    if unit_id == "raw_jpeg_decode":
+        return decoder_inputs(image * 0.8, weights)
+    img = image * 0.6
+    return (img,) if unit_id == "awb_c5" else (img, torch.full(tuple(shapes[1]), 0.4))
 
 
-def build_aux_unit(unit_id: str, cfg: BuildConfig, geometry: Any):
-    """Build an auxiliary unit (module in eval mode, float32; a ``reference`` in the stage's reference mode)."""
+def golden_unit_inputs(unit_id: str, weights: str | Path, size: tuple[int, int], limit: int | None = None
+                       ) -> list[tuple[torch.Tensor, ...]]:
+    """The unit's inputs from the reference on the golden_ext inputs (decoder: resized to ``size`` (H, W));
+    ``ValueError`` if there are none."""
+    root = paths.shared_root() / "golden_ext"
+    if unit_id == "raw_jpeg_decode":
+        rows = list(_golden_decoder_inputs(str(root), str(weights), tuple(size)))
+    else:
+        rows = [(img,) if unit_id == "awb_c5" else (img, cap) for img, cap in golden_inputs(str(root))]
+    if not rows:
+        raise ValueError(f"{unit_id}: no golden_ext inputs in {root} to calibrate or verify with")
+    return rows[:limit]
+
+
+def build_aux_module(unit_id: str, cfg: BuildConfig) -> tuple[nn.Module, Callable[..., tuple[torch.Tensor, ...]]]:
+    """The export module of an auxiliary unit (eval, float32) and its reference (tuple-returning callable)."""
     if unit_id not in AUX_UNITS:
         raise ValueError(f"unknown auxiliary unit {unit_id!r}; they are {', '.join(AUX_UNITS)}")
-    from convert.units import StageUnit, _as_tuple
-    spec = UNITS[unit_id]
     if unit_id == "raw_jpeg_decode":
-        module: nn.Module = StageUnit(RJ.build_decoder(cfg, **spec.mode))
-        ref = lambda: _as_tuple(RJ.build_decoder(cfg))                               # noqa: E731
-    else:
-        module, stage = build_awb_module(unit_id, cfg.weights)
-        ref = lambda: awb_reference(stage)                                           # noqa: E731
-    shapes_in, shapes_out = unit_shapes(unit_id, geometry)
-    return _export_unit_class()(spec=spec, module=module.eval(), geometry=geometry, cfg=cfg,
-                                input_names=spec.inputs, output_names=spec.outputs,
-                                input_shapes=tuple(tuple(s) for s in shapes_in),
-                                output_shapes=tuple(tuple(s) for s in shapes_out), reference_factory=ref)
+        module: nn.Module = DecoderUnit(RJ.build_decoder(cfg, **UNITS[unit_id].mode))
+        reference = RJ.build_decoder(cfg)
+        return module.eval(), torch.no_grad()(lambda *xs: (reference(*xs),))
+    module, stage = build_awb_module(unit_id, cfg.weights)
+    return module, awb_reference(stage)
+
+
+class DecoderUnit(nn.Module):
+    """``raw_jpeg, gamma_map, lut -> rec_raw``: the decoder (mobile formulation) at ``self.stage``."""
+
+    def __init__(self, stage: nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, raw_jpeg: torch.Tensor, gamma_map: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+        return self.stage(raw_jpeg, gamma_map, lut)

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convert import aux_units as aux
 from isp.geometry import FrameGeometry, parse_size
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
 from isp.stages import upsample as up
@@ -406,6 +407,18 @@ class ExportUnit:
         return [tuple(t.float() for t in r) for r in rows[:limit]]
 
 
+class AuxExportUnit(ExportUnit):
+    """An auxiliary unit (:mod:`convert.aux_units`): its data come from the reference on the golden_ext inputs,
+    not from a calibration set's tiles (which hold no AWB or JPEG inputs; ``cs`` is not read)."""
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return aux.example_inputs(self.id, self.input_shapes, self.cfg.weights,
+                                  synthetic_image(self.input_shapes[0], seed))
+
+    def calibration_inputs(self, cs: Any = None, limit: int | None = None) -> list[tuple[torch.Tensor, ...]]:
+        return aux.golden_unit_inputs(self.id, self.cfg.weights, self.geometry.size, limit)
+
+
 # ---------------------------------------------------------------------------------------------------- builders
 
 def _stage_build(stage: str, cfg: BuildConfig, **mode: str) -> nn.Module:
@@ -425,10 +438,13 @@ def build_unit(unit_id: str, cfg: BuildConfig, geometry: Geometry) -> ExportUnit
     float32, weights loaded strictly). ``ValueError`` for an unknown unit or ``lut3d`` on a style without a LUT."""
     if unit_id not in UNITS:
         raise ValueError(f"unknown unit {unit_id!r}; units are {', '.join(ALL_UNITS)}")
-    if unit_id in AUX_UNITS:
-        from convert.aux_units import build_aux_unit
-        return build_aux_unit(unit_id, cfg, geometry)
     spec = UNITS[unit_id]
+    if unit_id in AUX_UNITS:
+        module, aux_ref = aux.build_aux_module(unit_id, cfg)
+        shapes_in, shapes_out = unit_shapes(unit_id, geometry)
+        return AuxExportUnit(spec=spec, module=module, geometry=geometry, cfg=cfg, input_names=spec.inputs,
+                             output_names=spec.outputs, input_shapes=tuple(tuple(s) for s in shapes_in),
+                             output_shapes=tuple(tuple(s) for s in shapes_out), reference_factory=lambda: aux_ref)
     if spec.lut_only and not cfg.lut:
         raise ValueError(f"unit {unit_id} exists only for the -lut styles; style {cfg.style} has no 3-D LUT")
     input_names, output_names = spec.inputs, spec.outputs
