@@ -23,6 +23,9 @@ unit                    inputs (shapes for a W x H frame, tile T = (th, tw))    
 ``enhance``             srgb_upsampled (1,3,th,tw)                                     overlap    NAFNet body
 ======================  ==============================================================  =========  ==============
 
+Outside the chain (:data:`isp.units.AUX_UNITS`, built from :mod:`convert.aux_units` as :class:`AuxExportUnit`):
+``awb_c5``, ``awb_s24`` and ``raw_jpeg_decode``; ``--stages all`` leaves them out (``aux`` names them).
+
 Every built unit (:class:`ExportUnit`) carries the wrapper ``module`` (float32, eval), fixed-shape example inputs,
 input/output names and value ranges (from the stage's ``SPEC``), the tiling mode, the names of the submodules that
 hold its network (what an int8 quantizer should be scoped to, see :mod:`convert.recipes`), a ``reference``
