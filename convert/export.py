@@ -186,7 +186,7 @@ def _short(exc: BaseException) -> str:
 
 def _io_dtype(details: dict[str, Any]) -> str:
     io = str(details.get("io_dtype", "float32"))
-    return "int8" if io.startswith("int8") else "float16" if io.startswith("float16") else "float32"
+    return next((t for t in ("int8", "int16", "float16") if io.startswith(t)), "float32")
 
 
 def _coverage_json(cov: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
     python -m runtime_py.drift --artifacts DIR [--dng FILE ...] [--eval-set DIR] [--json OUT] [--html OUT]
                                [--budget ci|none|FILE] [--fit crop|exact] [--targets onnx,tflite]
                                [--max-frames N] [--max-tiles N] [--ort-int8 emulate|host] [--threads N] [--quiet]
+    python -m runtime_py.drift --explain denoise|enhance --calibration DIR [...]   (runtime_py.quant_debug)
 
 What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
 
@@ -900,6 +901,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--explain" or a.startswith("--explain=") for a in argv):    # the quantization debugger
+        from runtime_py import quant_debug
+        return quant_debug.main(argv)
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
