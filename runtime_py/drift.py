@@ -76,7 +76,7 @@ from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO,
                                   target_family)
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
-__all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
+__all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
            "frames_from_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
            "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
 
@@ -87,6 +87,11 @@ CI_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
     "unit": {"fp32": {"psnr_min": 60.0}},
     "end_to_end": {"fp32": {"psnr_min": 60.0}, "fp16": {"psnr_min": 45.0},
                    "int8": {"psnr_min": 38.0, "de2000_mean_max": 1.0}},
+}
+#: the npu policy's budget (``--budget npu``): integer networks end to end >= 40 dB, mean ΔE2000 <= 0.5
+NPU_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
+    "unit": {"fp32": {"psnr_min": 60.0}},
+    "end_to_end": {"fp32": {"psnr_min": 60.0}, "int8": {"psnr_min": 40.0, "de2000_mean_max": 0.5}},
 }
 #: budget key -> (metric of runtime_py.metrics.compare, "min" = lower bound | "max" = upper bound)
 LIMITS = {"psnr_min": ("psnr", "min"), "ssim_min": ("ssim", "min"), "de2000_mean_max": ("de2000_mean", "max"),
@@ -101,12 +106,12 @@ _DISPLAY_SIDE = 512
 # ------------------------------------------------------------------------------------------------------ budgets
 
 def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
-    """``"ci"`` -> :data:`CI_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
+    """``"ci"`` -> :data:`CI_BUDGETS`, ``"npu"`` -> :data:`NPU_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
     (``ValueError`` saying what is wrong)."""
     if spec is None or str(spec) == "none":
         return None
-    if str(spec) == "ci":
-        return {"name": "ci", **json.loads(json.dumps(CI_BUDGETS))}
+    if str(spec) in ("ci", "npu"):
+        return {"name": str(spec), **json.loads(json.dumps(CI_BUDGETS if str(spec) == "ci" else NPU_BUDGETS))}
     path = Path(spec)
     data = read_json(path, what="--budget ",
                      missing=f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
@@ -885,7 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the JSON report here")
     p.add_argument("--html", type=Path, default=None, metavar="OUT", help="write the HTML page here")
     p.add_argument("--budget", default="none", metavar="ci|none|FILE",
-                   help="budgets to enforce (exit 1 when violated): ci (the project's), none (default), or JSON")
+                   help="budgets to enforce (exit 1 when violated): ci (the project's), npu (the npu policy's: "
+                        ">= 40 dB, mean ΔE00 <= 0.5 end to end), none (default), or JSON")
     p.add_argument("--fit", choices=("crop", "exact"), default="crop",
                    help="DNGs larger than the geometry: centre-crop (default) or refuse (exact)")
     p.add_argument("--targets", type=_csv, default=None, metavar="T,T",
