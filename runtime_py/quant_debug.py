@@ -439,7 +439,7 @@ class _TiledUnit(nn.Module):
 
 @torch.no_grad()
 def end_to_end(pipeline: Any, unit: str, dg: DebugGraph, frames: Sequence[Any], refs: Sequence[Mapping[str, Any]],
-               full: bool = False) -> dict[str, Any]:
+               full: bool = False, images: list | None = None) -> dict[str, Any]:
     """The reference ``pipeline`` with its ``unit`` network replaced by ``dg`` in its current switch state: worst
     PSNR and worst mean ΔE2000 over ``frames`` against the float intermediates ``refs``.
 
@@ -467,6 +467,8 @@ def end_to_end(pipeline: Any, unit: str, dg: DebugGraph, frames: Sequence[Any], 
             name = "srgb" if full else "srgb_upsampled"
             out = out_all["srgb"]
         m = M.compare(out, ref[name], "srgb")
+        if images is not None and not images:
+            images.append((f.name, name, ref[name], out))
         psnrs.append(float(m["psnr"]))
         des.append(float(m["de2000_mean"]))
     return {"e2e_psnr_db": min(psnrs), "e2e_de2000_mean": max(des), "e2e_at": name, "per_frame_psnr": psnrs,
@@ -561,6 +563,11 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
         dg.set_bits(act_bits, [row["layer"]])
         row.update({k: v for k, v in end_to_end(pipe, unit_id, dg, frames, refs).items()
                     if not k.startswith("per_frame")})
+    images: list = []
+    if table:                                     # the worst layer's error on the first frame, for the page
+        dg.set_bits(0)
+        dg.set_bits(act_bits, [table[0]["layer"]])
+        end_to_end(pipe, unit_id, dg, frames[:1], refs[:1], images=images)
     dg.set_bits(0)
     cov = coverage(dg, calib, evaluation, frames_in_set)
     return {"format": FORMAT, "unit": unit_id, "denoiser": denoiser, "style": style,
@@ -570,7 +577,9 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
                           "eps": eps, "exclude": list(exclude), "sixteen": list(sixteen), "prep": prep},
             "sites": len(dg.sites), "layers": len(dg.layers), "table_samples": len(picked),
             "summary": summary, "table": table, "coverage": cov,
-            "seconds": round(time.perf_counter() - t_start, 1)}
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "_images": [(f"only {table[0]['layer']} quantized, {frame}", name, ref, out)
+                        for frame, name, ref, out in images]}
 
 
 def _num(v: Any) -> Any:
@@ -585,6 +594,11 @@ def write_explain_reports(report: Mapping[str, Any], json_path: str | Path | Non
     import json
     from runtime_py.report import Budget, Section, write_html_report, write_json_report
 
+    from runtime_py.drift import _heat, _hwc
+    from runtime_py.report import comparison_row
+
+    images = report.get("_images") or []
+    report = {k: v for k, v in report.items() if k != "_images"}
     clean = json.loads(json.dumps(report, default=str).replace("Infinity", "null").replace("NaN", "null"))
     if json_path is not None:
         write_json_report(json_path, clean)
@@ -603,6 +617,9 @@ def write_explain_reports(report: Mapping[str, Any], json_path: str | Path | Non
                 budgets={"e2e_psnr_db": Budget(min=40.0), "e2e_de2000_mean": Budget(max=0.5)},
                 text="snr_db: the layer's own output against float (everything before it float); unit_psnr_db: the "
                      "unit output; e2e_*: the whole pipeline on the frames (worst frame), for the top rows"),
+        Section("Where the worst layer's error lands", image_rows=[
+            comparison_row(_hwc(ref, name), _hwc(out, name), heat, label, vmax=vmax, unit=unit)
+            for label, name, ref, out in images for heat, vmax, unit in [_heat(ref, out, name)]]),
         Section("Calibration coverage", table=cov["sites_clipping"][:10],
                 text=f"verdict: {cov['verdict']}. {cov['calibration_samples']} calibration samples from "
                      f"{cov['calibration_frames']} frames; input quantiles {cov['input_quantiles']}"),
