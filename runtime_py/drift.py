@@ -76,7 +76,8 @@ from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO,
                                   target_family)
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
-__all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
+__all__ = ["CI_BUDGETS", "NPU_BUDGETS",
+           "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
            "frames_from_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
            "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
 
@@ -106,7 +107,8 @@ _DISPLAY_SIDE = 512
 # ------------------------------------------------------------------------------------------------------ budgets
 
 def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
-    """``"ci"`` -> :data:`CI_BUDGETS`, ``"npu"`` -> :data:`NPU_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
+    """``"ci"`` -> :data:`CI_BUDGETS`, ``"npu"`` -> :data:`NPU_BUDGETS`, ``"none"``/``None`` -> ``None``, else a
+    JSON file of the same shape
     (``ValueError`` saying what is wrong)."""
     if spec is None or str(spec) == "none":
         return None
