@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.budget, pytest.mark.slow]
 _MISSES = {
     "executorch": ("XNNPACK runs int8 activations only: the W8A8 denoiser alone measured 25.0 dB / mean ΔE2000 6.6 "
                    "end to end (runtime_py.drift --explain denoise; README, 'Integer NAFNets for NPUs')"),
-    "litert": ("16x8 denoiser body alone measured 40.9 dB / mean ΔE2000 0.86 end to end in the debugger's emulation: "
-               "the int8 weights of the full-resolution blocks keep ΔE2000 above 0.5"),
+    "litert": ("the exported 16x8 units measured 20.2 dB / mean ΔE2000 7.8 end to end on the worst shipped DNG "
+               "(the debugger's 16-bit emulation of the denoiser body alone: 40.9 dB / 0.86)"),
 }
 
 
