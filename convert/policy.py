@@ -12,7 +12,8 @@ Built-in policies live in ``convert/policies/<name>.json``:
   (>= 38 dB end to end, mean ΔE2000 <= 1.0); :data:`convert.recipes.INT8_POLICY_FLOAT` gives the measurements
   behind each float unit;
 * ``w8`` — int8 weights (dynamic-range) wherever a unit has weights;
-* ``npu`` — integer arithmetic for phone NPUs: both NAFNet units (denoise, enhance) integer with per-target
+* ``npu`` — experimental, does not meet its budget yet (``runtime_py.drift --budget npu``; README, "Integer
+  NAFNets for NPUs"): integer arithmetic for phone NPUs: both NAFNet units (denoise, enhance) integer with per-target
   quantizer options (``options``: LiteRT 16x8, ExecuTorch XNNPACK W8A8 with the fixes the quantization debugger
   found); its ``notes`` say why each remaining float unit stays float.
 

@@ -34,6 +34,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -503,22 +504,21 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     filter syntax of :func:`convert.targets.base.scope_filter`), ``sixteen`` puts layers on the 16-bit grid, both
     for the "as configured" rows; the per-layer table always quantizes one layer at a time at ``act_bits``."""
     from calibration import load_set
-    from calibration.augment import Geometry
     from convert.quant_prep import prepare_for_quantization
     from convert.units import build_unit
     from isp import paths
+    from isp.geometry import FrameGeometry, parse_size
     from isp.pipeline import Pipeline
     from isp.registry import BuildConfig
-    from runtime_py.artifacts import FrameGeometry
-    from runtime_py.drift import frames_from_dngs
+    from isp.units import UNITS
+    from runtime_py.pipeline import read_frame
 
     if unit_id not in _UNIT_INPUT:
         raise ValueError(f"--explain: expected one of {', '.join(_UNIT_INPUT)} (the quantized network units), "
                          f"got {unit_id!r}")
     t_start = time.perf_counter()
     w = Path(weights) if weights else paths.weights_root()
-    width, height = (int(v) for v in size.lower().split("x"))
-    geometry = Geometry(width, height, tile, overlap)
+    geometry = FrameGeometry(*parse_size(size), tile, overlap)
     unit = build_unit(unit_id, BuildConfig(w, style=style, denoiser=denoiser), geometry)
     module, prep = prepare_for_quantization(unit.module, {"fold_block_scales": fold_scales})
     if calibration is None:
@@ -532,7 +532,10 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     say(f"{len(calib)} calibration samples from {frames_in_set} frames of {root}")
 
     dng_list = list(dngs) if dngs else sorted(paths.dng_dir().glob("*.dng"))
-    frames = frames_from_dngs(dng_list, FrameGeometry(width, height, tile, overlap))
+    frames = []                     # as runtime_py.drift.frames_from_dngs (which imports this module for --explain)
+    for f in dng_list:
+        raw, illum, ccm, _ = read_frame(f, geometry, "crop")
+        frames.append(SimpleNamespace(name=Path(f).name, raw=raw, illum=illum, ccm=ccm))
     pipe = Pipeline(w, style=style, denoiser=denoiser, tile=tile, overlap=overlap)
     say(f"reference pipeline on {len(frames)} frames")
     with torch.no_grad():
@@ -540,7 +543,6 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     evaluation = [t for r in refs for t in _tiles(r[_UNIT_INPUT[unit_id]], geometry)]
 
     say("PT2E prepare / calibrate / convert")
-    from convert.units import UNITS
     quantizer = quantizer_for(list(UNITS[unit_id].network or []), eps=eps, exclude=exclude)
     dg = build_debug_graph(module, unit.example_inputs(), calib, quantizer, granularity)
     picked = _even(evaluation, samples)
@@ -592,10 +594,8 @@ def write_explain_reports(report: Mapping[str, Any], json_path: str | Path | Non
                           ) -> None:
     """JSON (non-finite numbers as null) and the HTML page, both atomic."""
     import json
-    from runtime_py.report import Budget, Section, write_html_report, write_json_report
-
-    from runtime_py.drift import _heat, _hwc
-    from runtime_py.report import comparison_row
+    from runtime_py.drift_report import _heat, _hwc
+    from runtime_py.report import Budget, Section, comparison_row, write_html_report, write_json_report
 
     images = report.get("_images") or []
     report = {k: v for k, v in report.items() if k != "_images"}

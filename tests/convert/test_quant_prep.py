@@ -52,7 +52,7 @@ def test_scope_filter_excludes_submodules_and_direct_ops():
 
 def test_npu_policy_plans_integer_networks_with_per_target_options():
     from convert.policy import Policy, load_policy
-    from convert.units import units_for
+    from isp.units import units_for
 
     p = load_policy(policy="npu")
     for target, key in (("tflite", "int8_method"), ("executorch", "fold_block_scales")):

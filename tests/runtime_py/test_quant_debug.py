@@ -10,7 +10,7 @@ from tests.convert.test_units import _small_nafnet_unit
 
 def _graph(calibration, granularity="layer"):
     from convert.quant_prep import quantizer_for
-    from convert.units import NAFNET_BODY
+    from isp.units import NAFNET_BODY
     from runtime_py import quant_debug as qd
 
     m = _small_nafnet_unit(seed=1)
