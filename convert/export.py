@@ -456,7 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, choices=TARGET_CHOICES, help="runtime (tflite = litert)")
     p.add_argument("--stages", default="all",
                    help="'all' or a comma list of stages (denoise, color, gain, gtm, ltm, lut3d, chroma, gamma, "
-                        "upsample, enhance; upsample = downsample + upsample_fit + upsample_slice) or unit ids")
+                        "upsample, enhance; upsample = downsample + upsample_fit + upsample_slice) or unit ids; "
+                        "'aux' (or awb, awb_c5, awb_s24, raw_jpeg_decode): the units outside the chain, which "
+                        "'all' leaves out")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8"),
                       help="one precision for every unit where supported (others fall back to fp32 with a "

@@ -114,7 +114,7 @@ def _norm(v: Any) -> Any:
 
 
 def _order(entry: Mapping[str, Any]) -> tuple[Any, ...]:
-    from convert.units import UNIT_ORDER
+    from isp.units import ALL_UNITS as UNIT_ORDER
     unit = entry.get("unit")
     return (UNIT_ORDER.index(unit) if unit in UNIT_ORDER else len(UNIT_ORDER), str(entry.get("target")),
             str(entry.get("precision")))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from isp.units import PRECISIONS, UNIT_ORDER
+from isp.units import ALL_UNITS, PRECISIONS
 
 __all__ = ["MANIFEST", "Obj", "ListOf", "OneOf", "validate"]
 
@@ -39,7 +39,7 @@ _TENSOR = Obj({"name": str, "shape": ListOf(int)},
 _GEOMETRY = Obj({"width": int, "height": int},
                 {"tile": int, "overlap": int, "quarter": ListOf(int), "tile_shape": ListOf(int)})
 #: targets are strings (secondary ExecuTorch backends are ``executorch-vulkan`` ...; ArtifactSet normalizes them)
-_KEY = {"unit": OneOf(UNIT_ORDER), "target": str, "precision": OneOf(PRECISIONS)}
+_KEY = {"unit": OneOf(ALL_UNITS), "target": str, "precision": OneOf(PRECISIONS)}
 #: ``inputs`` / ``outputs`` are optional here (the exporter always writes them; runtime_py.artifacts requires them
 #: of the entries it runs)
 _ARTIFACT = Obj({**_KEY, "file": str},

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from convert import recipes
 from convert.recipes import PRECISIONS, Recipe
-from convert.units import UNIT_ORDER
+from isp.units import ALL_UNITS
 from isp.jsonio import read_json
 
 __all__ = ["POLICY_DIR", "BUILTIN", "FALLBACK", "Policy", "PlannedUnit", "load_policy"]
@@ -70,15 +70,15 @@ class Policy:
         if self.default not in PRECISIONS:
             raise ValueError(f"policy {self.name}: default must be one of {', '.join(PRECISIONS)}, got "
                              f"{self.default!r}")
-        bad_units = [u for u in self.units if u not in UNIT_ORDER]
+        bad_units = [u for u in self.units if u not in ALL_UNITS]
         if bad_units:
-            raise ValueError(f"policy {self.name}: unknown units {bad_units}; units are {', '.join(UNIT_ORDER)}")
+            raise ValueError(f"policy {self.name}: unknown units {bad_units}; units are {', '.join(ALL_UNITS)}")
         bad = {u: p for u, p in self.units.items() if p not in PRECISIONS}
         if bad:
             raise ValueError(f"policy {self.name}: precisions must be one of {', '.join(PRECISIONS)}, got {bad}")
         object.__setattr__(self, "units", dict(self.units))
         for label, table in (("options", self.options), ("notes", self.notes)):
-            unknown = [u for u in table if u not in UNIT_ORDER]
+            unknown = [u for u in table if u not in ALL_UNITS]
             if unknown:
                 raise ValueError(f"policy {self.name}: {label}: unknown units {unknown}")
         for unit, per_target in self.options.items():

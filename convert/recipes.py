@@ -37,7 +37,8 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from convert.units import UNIT_ORDER, UNITS
+from convert.units import UNITS
+from isp.units import ALL_UNITS
 from isp.units import PRECISIONS, TARGET_ALIASES, TARGET_EXT
 from isp.units import TARGETS as TARGETS_ORDER
 
@@ -101,6 +102,9 @@ _GRID_INT8 = ("grid/LUT-like maths: int8 gave 0.25-3.7 max error on [0,1] data f
 _FIT_FLOAT = ("BGU fit needs float32: its regulariser mu = 1e-7 (n + 1) sits at the float32 rounding level of the "
               "moments and vanishes in fp16/int8 (isp/stages/upsample.py, Numerics)")
 
+_AWB_FLOAT = ("AWB (histogram of log-chroma counts + a small network whose output is a unit-norm illuminant): "
+              "kept float; int8/w8 not measured, and an illuminant error of 1 degree is visible")
+
 #: (unit, precision) -> reason, for every target
 UNSUPPORTED: dict[tuple[str, str], str] = {
     ("upsample_fit", "fp16"): _FIT_FLOAT,
@@ -116,6 +120,11 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("downsample", "int8"): ("parameter-free bilinear resize of the whole frame: int8 only quantizes the image; "
                              "calibration sets hold no whole full-resolution frames"),
     ("downsample", "w8"): _NO_WEIGHTS,
+    # auxiliary units (isp.units.AUX_UNITS): float only
+    **{(u, p): _AWB_FLOAT for u in ("awb_c5", "awb_s24") for p in ("int8", "w8")},
+    ("raw_jpeg_decode", "int8"): ("parameter-free decoder of the whole 8-bit frame (inverse gamma + inverse LUT): "
+                                  "int8 activations would re-quantize the raw it reconstructs (>= 60 dB needs float)"),
+    ("raw_jpeg_decode", "w8"): _NO_WEIGHTS,
 }
 
 _ET_W8_SHAPES = ("the ExecuTorch w8 (XNNPACK dynamic qd8) program exports but does not run: '[XNNExecutor.cpp:169] "
@@ -237,7 +246,7 @@ def _row(unit: str, target: str, precision: str) -> Recipe:
 
 #: the whole table (every unit x target x precision)
 RECIPES: dict[tuple[str, str, str], Recipe] = {
-    (u, t, p): _row(u, t, p) for u in UNIT_ORDER for t in TARGETS for p in PRECISIONS}
+    (u, t, p): _row(u, t, p) for u in ALL_UNITS for t in TARGETS for p in PRECISIONS}
 
 
 def canonical_target(name: str) -> str:
@@ -251,7 +260,7 @@ def recipe(unit: str, target: str, precision: str) -> Recipe:
     """The static table row (no check of what the installed target modules can do)."""
     key = (unit, canonical_target(target), precision)
     if key not in RECIPES:
-        raise ValueError(f"no recipe for unit={unit!r}, precision={precision!r}; units are {', '.join(UNIT_ORDER)},"
+        raise ValueError(f"no recipe for unit={unit!r}, precision={precision!r}; units are {', '.join(ALL_UNITS)},"
                          f" precisions {', '.join(PRECISIONS)}")
     return RECIPES[key]
 

@@ -23,6 +23,9 @@ unit                    inputs (shapes for a W x H frame, tile T = (th, tw))    
 ``enhance``             srgb_upsampled (1,3,th,tw)                                     overlap    NAFNet body
 ======================  ==============================================================  =========  ==============
 
+Outside the chain (:data:`isp.units.AUX_UNITS`, built from :mod:`convert.aux_units` as :class:`AuxExportUnit`):
+``awb_c5``, ``awb_s24`` and ``raw_jpeg_decode``; ``--stages all`` leaves them out (``aux`` names them).
+
 Every built unit (:class:`ExportUnit`) carries the wrapper ``module`` (float32, eval), fixed-shape example inputs,
 input/output names and value ranges (from the stage's ``SPEC``), the tiling mode, the names of the submodules that
 hold its network (what an int8 quantizer should be scoped to, see :mod:`convert.recipes`), a ``reference``
@@ -57,10 +60,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convert import aux_units as aux
 from isp.geometry import FrameGeometry, parse_size
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
 from isp.stages import upsample as up
-from isp.units import GRID_COEFFS, NAFNET_BODY, STAGE_UNITS, UNIT_ORDER, UNITS, UnitSpec, unit_shapes, units_for
+from isp.units import ALL_UNITS, AUX_UNITS, GRID_COEFFS, NAFNET_BODY, STAGE_UNITS, UNIT_ORDER, UNITS, UnitSpec, unit_shapes, units_for
 
 __all__ = ["UNIT_ORDER", "NAFNET_BODY", "UnitSpec", "UNITS", "STAGE_UNITS", "Geometry", "parse_size", "ExportUnit",
            "build_unit", "units_for", "expand_stages", "slice_window_size", "slice_operands", "SliceUnit",
@@ -73,7 +77,9 @@ Geometry = FrameGeometry
 def expand_stages(text: str | Sequence[str], lut: bool) -> list[str]:
     """``"all"`` or a comma list of stage ids and/or unit ids -> unit ids in pipeline order.
 
-    ``upsample`` expands to ``downsample, upsample_fit, upsample_slice``. ``lut3d`` for a style without a 3-D LUT is
+    ``upsample`` expands to ``downsample, upsample_fit, upsample_slice``. ``all`` is the raw-to-sRGB chain; the
+    auxiliary units (:data:`isp.units.AUX_UNITS`) are named (``awb_c5``, ``awb_s24``, ``raw_jpeg_decode``; ``awb``
+    = both AWB units) or all three as ``aux``. ``lut3d`` for a style without a 3-D LUT is
     a ``ValueError`` (the unit does not exist there); ``all`` simply leaves it out.
     """
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
@@ -83,16 +89,20 @@ def expand_stages(text: str | Sequence[str], lut: bool) -> list[str]:
     for item in items:
         if item == "all":
             wanted.update(units_for(lut))
+        elif item == "aux":
+            wanted.update(AUX_UNITS)
+        elif item == "awb":
+            wanted.update(u for u in AUX_UNITS if UNITS[u].stage == "awb")
         elif item in STAGE_UNITS:
             wanted.update(STAGE_UNITS[item])
         elif item in UNITS:
             wanted.add(item)
         else:
             raise ValueError(f"--stages: unknown stage or unit {item!r}; stages are {', '.join(STAGE_ORDER)}, "
-                             f"units {', '.join(UNIT_ORDER)}, or 'all'")
+                             f"units {', '.join(ALL_UNITS)}, 'all' (the chain) or 'aux' ({', '.join(AUX_UNITS)})")
     if "lut3d" in wanted and not lut:
         raise ValueError("--stages: lut3d exists only for the -lut picture styles (1-5); style 0 has no 3-D LUT")
-    return [u for u in UNIT_ORDER if u in wanted]
+    return [u for u in ALL_UNITS if u in wanted]
 
 
 # ------------------------------------------------------------------------------------------------ slice helpers
@@ -400,6 +410,18 @@ class ExportUnit:
         return [tuple(t.float() for t in r) for r in rows[:limit]]
 
 
+class AuxExportUnit(ExportUnit):
+    """An auxiliary unit (:mod:`convert.aux_units`): its data come from the reference on the golden_ext inputs,
+    not from a calibration set's tiles (which hold no AWB or JPEG inputs; ``cs`` is not read)."""
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return aux.example_inputs(self.id, self.input_shapes, self.cfg.weights,
+                                  synthetic_image(self.input_shapes[0], seed))
+
+    def calibration_inputs(self, cs: Any = None, limit: int | None = None) -> list[tuple[torch.Tensor, ...]]:
+        return aux.golden_unit_inputs(self.id, self.cfg.weights, self.geometry.size, limit)
+
+
 # ---------------------------------------------------------------------------------------------------- builders
 
 def _stage_build(stage: str, cfg: BuildConfig, **mode: str) -> nn.Module:
@@ -418,8 +440,14 @@ def build_unit(unit_id: str, cfg: BuildConfig, geometry: Geometry) -> ExportUnit
     """Build ``unit_id`` for the weights/style/denoiser of ``cfg`` and the frame ``geometry`` (module in eval mode,
     float32, weights loaded strictly). ``ValueError`` for an unknown unit or ``lut3d`` on a style without a LUT."""
     if unit_id not in UNITS:
-        raise ValueError(f"unknown unit {unit_id!r}; units are {', '.join(UNIT_ORDER)}")
+        raise ValueError(f"unknown unit {unit_id!r}; units are {', '.join(ALL_UNITS)}")
     spec = UNITS[unit_id]
+    if unit_id in AUX_UNITS:
+        module, aux_ref = aux.build_aux_module(unit_id, cfg)
+        shapes_in, shapes_out = unit_shapes(unit_id, geometry)
+        return AuxExportUnit(spec=spec, module=module, geometry=geometry, cfg=cfg, input_names=spec.inputs,
+                             output_names=spec.outputs, input_shapes=tuple(tuple(s) for s in shapes_in),
+                             output_shapes=tuple(tuple(s) for s in shapes_out), reference_factory=lambda: aux_ref)
     if spec.lut_only and not cfg.lut:
         raise ValueError(f"unit {unit_id} exists only for the -lut styles; style {cfg.style} has no 3-D LUT")
     input_names, output_names = spec.inputs, spec.outputs

@@ -20,13 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-__all__ = ["UNIT_ORDER", "NAFNET_BODY", "GRID_COEFFS", "GRID_DEPTH", "UnitSpec", "UNITS", "STAGE_UNITS",
+__all__ = ["UNIT_ORDER", "AUX_UNITS", "ALL_UNITS", "AWB_SIZE", "NAFNET_BODY", "GRID_COEFFS", "GRID_DEPTH", "UnitSpec", "UNITS", "STAGE_UNITS",
            "TILED_UNITS", "QUARTER_UNITS", "units_for", "plan_for", "calls_per_frame", "unit_shapes", "window_of",
            "frame_inputs", "chain_tensors", "TARGETS", "TARGET_ALIASES", "TARGET_EXT", "PRECISIONS", "COMPUTE_UNITS",
            "normalize_target", "target_family", "normalize_precision"]
 
 UNIT_ORDER = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
               "upsample_slice", "enhance")
+#: export units outside the raw-to-sRGB chain, run on demand (a phone estimating its own white balance, re-rendering
+#: a saved JPEG from its stored raw): exported with ``--stages awb_c5,awb_s24,raw_jpeg_decode`` (or ``aux``), never
+#: by ``--stages all``, never part of a render (:func:`units_for`, :func:`chain_tensors` read :data:`UNIT_ORDER` only)
+AUX_UNITS = ("awb_c5", "awb_s24", "raw_jpeg_decode")
+#: every unit of the table: the chain, then the auxiliary units
+ALL_UNITS = UNIT_ORDER + AUX_UNITS
+AWB_SIZE = (256, 384)                # the AWB models' resized raw (isp.stages.awb.AWB_SIZE)
+S24_CAPTURE = 8                      # capture features of the default S24 variant (iso_shutter_speed_noise)
 GRID_COEFFS = 12                     # 3x4 affine transform per BGU cell
 GRID_DEPTH = 16                      # luma bins of the BGU grid (isp.stages.upsample.GRID_DEPTH)
 #: the int8 part of a NAFNet unit (``isp.stages.nafnet.NAFNet`` held at ``stage.net``): everything between the
@@ -66,6 +74,7 @@ class UnitSpec:
 
 _T3, _Q3 = (1, 3, "th", "tw"), (1, 3, "qh", "qw")
 _GRID = (1, GRID_COEFFS, GRID_DEPTH, "gh", "gw")
+_AWB = (1, 3) + AWB_SIZE
 
 UNITS: dict[str, UnitSpec] = {u.id: u for u in (
     UnitSpec("denoise", "denoise", ("raw",), ("denoised_raw",), "overlap", (_T3, _T3), network=NAFNET_BODY),
@@ -92,8 +101,17 @@ UNITS: dict[str, UnitSpec] = {u.id: u for u in (
              "tiles", (_T3, (1, GRID_COEFFS, GRID_DEPTH, "R", "C"), ("th", "R"), ("C", "tw"), _T3), network=(),
              mode={"mode": "mobile"}, feeds=("lsrgb", "bgu_grid"), windowed=("grid_window", "interp_y", "interp_xt")),
     UnitSpec("enhance", "enhance", ("srgb_upsampled",), ("srgb",), "overlap", (_T3, _T3), network=NAFNET_BODY),
+    # auxiliary units (AUX_UNITS): the AWB models with their float32 histogram builder in the graph (input: the noisy
+    # raw resized by the host, isp.stages.awb.resize_for_awb; S24 also the scaled capture vector), and the raw-JPEG
+    # adapter's decoder in its mobile formulation (no searchsorted, gather or pow) over the whole frame
+    UnitSpec("awb_c5", "awb", ("awb_img",), ("illum",), "frame", (_AWB, (1, 3)), network=("stage",)),
+    UnitSpec("awb_s24", "awb", ("awb_img", "capture"), ("illum",), "frame", (_AWB, (1, S24_CAPTURE), (1, 3)),
+             network=("stage",)),
+    UnitSpec("raw_jpeg_decode", "raw_jpeg_decode", ("raw_jpeg", "gamma_map", "lut"), ("rec_raw",), "frame",
+             ((1, 3, "H", "W"), (1, 1, 100, 100), (1, 3, 129), (1, 3, "H", "W")), network=(),
+             mode={"lookup": "mobile"}),
 )}
-assert tuple(UNITS) == UNIT_ORDER and all(len(u.shapes) == len(u.inputs) + len(u.outputs) for u in UNITS.values())
+assert tuple(UNITS) == ALL_UNITS and all(len(u.shapes) == len(u.inputs) + len(u.outputs) for u in UNITS.values())
 
 TILED_UNITS = tuple(u for u in UNIT_ORDER if UNITS[u].tiled)
 QUARTER_UNITS = tuple(u for u in UNIT_ORDER if UNITS[u].tiling == "quarter")

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from isp.geometry import FrameGeometry
 from isp.hashing import sha256_path as file_sha256  # the digest the manifests record (re-exported)
-from isp.units import PRECISIONS, QUARTER_UNITS, TARGETS, TILED_UNITS, UNIT_ORDER
+from isp.units import ALL_UNITS, PRECISIONS, QUARTER_UNITS, TARGETS, TILED_UNITS, UNIT_ORDER
 from isp.units import UNITS as UNIT_SPECS
 from isp.units import normalize_precision as _normalize_precision
 from isp.units import normalize_target, target_family, unit_shapes, units_for, window_of
@@ -94,8 +94,8 @@ def parse_selection(text: str) -> dict[str, tuple[str, str]]:
         if not sep or not sep2:
             raise ValueError(f"--select items look like UNIT=TARGET:PRECISION (e.g. denoise=onnx:int8), got {item!r}")
         unit = unit.strip()
-        if unit not in UNITS:
-            raise ValueError(f"--select: unknown unit {unit!r}; units are {', '.join(UNITS)}")
+        if unit not in ALL_UNITS:
+            raise ValueError(f"--select: unknown unit {unit!r}; units are {', '.join(ALL_UNITS)}")
         out[unit] = (normalize_target(target), _normalize_precision(precision))
     return out
 
@@ -299,9 +299,9 @@ class ArtifactSet:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{where}: artifact #{i} is malformed ({type(exc).__name__}: {exc}); "
                                  "re-export the set") from None
-            if a.unit not in UNITS:
+            if a.unit not in ALL_UNITS:
                 raise ValueError(f"{where}: artifact {a.file} has unknown unit {a.unit!r}; units are "
-                                 f"{', '.join(UNITS)}")
+                                 f"{', '.join(ALL_UNITS)}")
             if a.key in seen:
                 raise ValueError(f"{where}: two artifacts for {a.label}")
             seen.add(a.key)
@@ -386,8 +386,8 @@ class ArtifactSet:
         precisions = [_normalize_precision(p) for p in precision_prefer] if precision_prefer else None
         explicit = {u: (normalize_target(t), _normalize_precision(p)) for u, (t, p) in (explicit or {}).items()}
         for u in explicit:
-            if u not in UNITS:
-                raise ValueError(f"explicit selection names unknown unit {u!r}; units are {', '.join(UNITS)}")
+            if u not in ALL_UNITS:
+                raise ValueError(f"explicit selection names unknown unit {u!r}; units are {', '.join(ALL_UNITS)}")
         chosen: dict[str, Artifact] = {}
         for unit in (units or self.required_units):
             if unit in explicit:

@@ -71,12 +71,14 @@ import torch
 
 from runtime_py import metrics as M
 from isp.geometry import FrameGeometry
-from isp.units import UNITS, frame_inputs, window_of
+from isp.io.capture import read_capture_data
+from isp.units import AUX_UNITS, UNITS, frame_inputs, window_of
 from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, Artifact, ArtifactSet, Selection,
                                   UnitMissingError, NotRunnableError, add_ort_int8_arg, target_family)
-from runtime_py.drift_budgets import (CI_BUDGETS, LIMITS, METRICS, NPU_BUDGETS, check_budgets,  # noqa: F401
-                                     kind_of, load_budgets)
+from runtime_py.drift_budgets import (CI_BUDGETS, EXTRA_METRICS, LIMITS, METRICS, NPU_BUDGETS,  # noqa: F401
+                                     check_budgets, kind_of, load_budgets)
 from runtime_py.drift_report import html_sections, write_reports  # noqa: F401  (re-exported)
+from runtime_py.drift_aux import AuxReference
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
 __all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference",
@@ -91,7 +93,11 @@ FORMAT = "isp-drift/1"
 # ------------------------------------------------------------------------------------------------------ kinds
 
 def _compare(pred: torch.Tensor, ref: torch.Tensor, name: str) -> dict[str, Any]:
-    return M.compare(pred, ref, kind_of(name))
+    out = M.compare(pred, ref, kind_of(name))
+    if name == "illum":                      # an AWB unit's estimate: also the illuminant angular error (degrees)
+        from isp.parity_awb import angular_error_deg
+        out["angle_deg"] = angular_error_deg(pred, ref)
+    return out
 
 
 def _budgeted(unit: str, name: str) -> bool:
@@ -117,9 +123,11 @@ def frames_from_dngs(files: Sequence[str | Path], geometry: FrameGeometry, fit: 
     frames = []
     for f in files:
         raw, illum, ccm, img = read_frame(f, geometry, fit)
+        cap = read_capture_data(img.metadata)                # for the S24 AWB unit (runtime_py.drift_aux)
         frames.append(EvalFrame(name=Path(f).name, raw=raw, illum=illum, ccm=ccm,
                                 source={"kind": "dng", "file": str(f), "crop": list(img.crop) if img.crop else None,
-                                        "full_size": list(img.full_size)}))
+                                        "full_size": list(img.full_size), "iso": cap.iso,
+                                        "exposure_time": cap.exposure_time}))
     return frames
 
 
@@ -173,6 +181,7 @@ class Reference:
         self._frames: dict[str, dict[str, torch.Tensor]] = {}
         self._tiles: dict[tuple, tuple[torch.Tensor, ...]] = {}
         self._grids: dict[Any, torch.Tensor] = {}
+        self.aux = AuxReference(w)
 
     @torch.inference_mode()
     def intermediates(self, frame: EvalFrame) -> dict[str, torch.Tensor]:
@@ -194,10 +203,12 @@ class Reference:
                 self._grids[key] = self.pipeline.upsample.fit(lsrgb_ds, gamma_out)
         return self._grids[key]
 
-    @staticmethod
-    def unit_io(unit: str, ref: Mapping[str, torch.Tensor], frame: EvalFrame
+    def unit_io(self, unit: str, ref: Mapping[str, torch.Tensor], frame: EvalFrame
                 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        """A unit's frame-level inputs and expected outputs from the reference intermediates."""
+        """A unit's frame-level inputs and expected outputs from the reference intermediates (the auxiliary units:
+        :mod:`runtime_py.drift_aux`)."""
+        if unit in AUX_UNITS:
+            return self.aux.io(unit, ref, frame)
         ins = frame_inputs(unit, {**ref, "illum": frame.illum, "ccm": frame.ccm})
         return ins, tuple(ref[n] for n in UNITS[unit].outputs)
 
@@ -250,7 +261,8 @@ def _runner_call(runner: Any, stats: dict[str, float]) -> Callable[[list[torch.T
 def _row(frame: str, scope: str, output: str, metrics: Mapping[str, Any], budgeted: bool,
          tile: tuple[int, int] | None = None) -> dict[str, Any]:
     return {"frame": frame, "scope": scope, "tile": list(tile) if tile is not None else None, "output": output,
-            "budgeted": budgeted, **{k: metrics.get(k) for k in ("kind", *METRICS, "de_space")}}
+            "budgeted": budgeted, **{k: metrics.get(k) for k in ("kind", *METRICS, "de_space")},
+            **{k: metrics[k] for k in EXTRA_METRICS if k in metrics}}
 
 
 @dataclass
@@ -358,7 +370,7 @@ def _tile_cases(unit: str, frame: EvalFrame, info: Mapping[str, Any], reference:
 
 def _worst(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k in METRICS:
+    for k in METRICS + tuple(m for m in EXTRA_METRICS if any(m in r for r in rows)):
         vals = [float(r[k]) for r in rows if r.get(k) is not None]
         if not vals:
             out[k] = None
@@ -519,7 +531,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
 
     result = DriftResult(report={})
     units, not_run = [], []
-    runnable = [a for a in aset.artifacts if a.unit in aset.required_units]
+    runnable = [a for a in aset.artifacts if a.unit in aset.required_units or a.unit in AUX_UNITS]
     evaluated = [a for a in runnable if a.runnable_here and (targets is None or target_family(a.target) in targets
                                                               or a.target in targets)]
     for a in runnable:

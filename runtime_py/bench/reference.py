@@ -15,7 +15,7 @@ import numpy as np
 from android_harness.host_runner import sanitize_name
 from isp.atomic import write_atomic
 from isp.jsonio import write_json_atomic
-from isp.units import UNIT_ORDER, UNITS, plan_for, window_of
+from isp.units import ALL_UNITS, UNITS, plan_for, window_of
 from runtime_py.bench.options import EXIT_USAGE, BenchError, BenchOptions
 from runtime_py.bench.state import digest
 
@@ -154,8 +154,8 @@ def _compute_reference(aset, frames, weights, units: Sequence[str], cached: Refe
                                if isinstance(v, torch.Tensor)})
             if k:
                 continue
-            for unit in (u for u in UNIT_ORDER if u in units):
-                ins, outs = drift.Reference.unit_io(unit, inter, fr)
+            for unit in (u for u in ALL_UNITS if u in units):
+                ins, outs = dref.unit_io(unit, inter, fr)
                 plan = plan_for(g, unit)
                 if plan is None:
                     unit_window[unit] = None

@@ -26,6 +26,7 @@ from convert import manifest as mf
 from convert import recipes
 from convert.export import main as export_main
 from convert.policy import BUILTIN, Policy, load_policy
+from isp.units import ALL_UNITS
 from convert.units import UNIT_ORDER, Geometry, build_unit, synthetic_image, units_for
 from isp.stages import upsample as up
 from isp.registry import BuildConfig
@@ -42,13 +43,13 @@ MATRIX_PRECISIONS = (("fp32", ["--precision", "fp32"]), ("fp16", ["--precision",
 
 class TestRecipes:
     def test_every_row_exists_and_unsupported_rows_say_why(self):
-        assert len(recipes.RECIPES) == len(UNIT_ORDER) * len(recipes.TARGETS) * len(recipes.PRECISIONS)
+        assert len(recipes.RECIPES) == len(ALL_UNITS) * len(recipes.TARGETS) * len(recipes.PRECISIONS)
         for r in recipes.RECIPES.values():
             assert r.supported or len(r.reason) > 20, r
             assert r.module in ("executorch", "litert", "coreml", "onnx")
 
     def test_fp32_is_supported_everywhere(self):
-        assert all(recipes.recipe(u, t, "fp32").supported for u in UNIT_ORDER for t in recipes.TARGETS)
+        assert all(recipes.recipe(u, t, "fp32").supported for u in ALL_UNITS for t in recipes.TARGETS)
 
     def test_known_unsupported_rows(self):
         assert "regulariser" in recipes.recipe("upsample_fit", "onnx", "fp16").reason

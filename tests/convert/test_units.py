@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from isp.units import AUX_UNITS
 from convert.units import (UNIT_ORDER, UNITS, Geometry, SliceUnit, build_unit, expand_stages, slice_operands,
                            slice_tiles, slice_window_size, units_for)
 from isp.registry import BuildConfig
@@ -77,7 +78,7 @@ def _golden_inputs(unit_id: str, case, lut_unit=None) -> tuple[torch.Tensor, ...
 
 class TestTable:
     def test_every_unit_has_a_spec(self):
-        assert tuple(UNITS) == UNIT_ORDER
+        assert tuple(UNITS) == UNIT_ORDER + AUX_UNITS        # the chain, then the auxiliary units
         assert units_for(lut=False) == [u for u in UNIT_ORDER if u != "lut3d"]
 
     def test_expand_stages(self):

@@ -6,14 +6,14 @@ import pytest
 from isp.geometry import FrameGeometry
 from isp.registry import STAGE_ORDER, get_stage
 from isp.stages import upsample as up
-from isp.units import (STAGE_UNITS, TILED_UNITS, UNIT_ORDER, UNITS, calls_per_frame, chain_tensors, frame_inputs,
+from isp.units import (AUX_UNITS, STAGE_UNITS, TILED_UNITS, UNIT_ORDER, UNITS, calls_per_frame, chain_tensors, frame_inputs,
                        normalize_target, unit_shapes, units_for, window_of)
 
 CI = FrameGeometry(512, 320, 128, 32)
 
 
 def test_table_covers_every_stage_and_names_come_from_the_stage_specs():
-    assert set(STAGE_UNITS) == set(STAGE_ORDER) and list(UNITS) == list(UNIT_ORDER)
+    assert set(STAGE_UNITS) == set(STAGE_ORDER) and list(UNITS) == list(UNIT_ORDER + AUX_UNITS)
     assert up.GRID_DEPTH == 16 and CI.grid == (16, 5, 8)
     for u, spec in UNITS.items():
         if spec.id == spec.stage:                      # a whole stage: the same tensor names as its SPEC
