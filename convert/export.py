@@ -186,7 +186,7 @@ def _short(exc: BaseException) -> str:
 
 def _io_dtype(details: dict[str, Any]) -> str:
     io = str(details.get("io_dtype", "float32"))
-    return "int8" if io.startswith("int8") else "float16" if io.startswith("float16") else "float32"
+    return next((t for t in ("int8", "int16", "float16") if io.startswith(t)), "float32")
 
 
 def _coverage_json(cov: Any) -> dict[str, Any]:
@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     prec.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8"),
                       help="one precision for every unit where supported (others fall back to fp32 with a "
                            "warning); default fp32")
-    prec.add_argument("--policy", help="a per-unit precision policy: fp32, fp16, int8, w8 (built in) or FILE.json")
+    prec.add_argument("--policy", help="a per-unit precision policy: fp32, fp16, int8, w8, npu (built in; npu is "
+                                      "experimental and misses its budget) or FILE.json")
     p.add_argument("--denoiser", default="lite", choices=DENOISER_SIZES, help="denoiser size (default lite)")
     p.add_argument("--denoiser-camera", default="s24", choices=DENOISER_CAMERAS,
                    help="camera-specific (s24) or generic denoiser (default s24)")

@@ -11,7 +11,14 @@ Built-in policies live in ``convert/policies/<name>.json``:
   NAFNet body), the raw denoiser in fp16, everything else float32 — the mix that meets the project's int8 budget
   (>= 38 dB end to end, mean ΔE2000 <= 1.0); :data:`convert.recipes.INT8_POLICY_FLOAT` gives the measurements
   behind each float unit;
-* ``w8`` — int8 weights (dynamic-range) wherever a unit has weights.
+* ``w8`` — int8 weights (dynamic-range) wherever a unit has weights;
+* ``npu`` — experimental, does not meet its budget yet (``runtime_py.drift --budget npu``; README, "Integer
+  NAFNets for NPUs"): integer arithmetic for phone NPUs: both NAFNet units (denoise, enhance) integer with per-target
+  quantizer options (``options``: LiteRT 16x8, ExecuTorch XNNPACK W8A8 with the fixes the quantization debugger
+  found); its ``notes`` say why each remaining float unit stays float.
+
+A policy may add recipe options per unit and target (``"options": {"denoise": {"litert": {...}}}``) and a note
+per unit (``"notes": {"gain": "why"}``, written into that unit's manifest entry).
 
 ``--precision X`` is :meth:`Policy.uniform` (every unit asks for X: ``--precision int8`` also quantizes the
 denoiser and the gain/GTM networks, and misses the int8 budget — 31 dB end to end on ONNX). Whatever the policy asks for, a unit whose
@@ -32,7 +39,7 @@ from isp.jsonio import read_json
 __all__ = ["POLICY_DIR", "BUILTIN", "FALLBACK", "Policy", "PlannedUnit", "load_policy"]
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
-BUILTIN = ("fp32", "fp16", "int8", "w8")
+BUILTIN = ("fp32", "fp16", "int8", "w8", "npu")
 FALLBACK = "fp32"
 
 
@@ -54,6 +61,10 @@ class Policy:
     default: str
     units: Mapping[str, str] = field(default_factory=dict)
     name: str = "custom"
+    #: unit -> target -> recipe options the policy adds (e.g. the npu policy's quantizer settings)
+    options: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: unit -> why the policy chose that unit's precision / options (recorded in the manifest entry)
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.default not in PRECISIONS:
@@ -66,6 +77,19 @@ class Policy:
         if bad:
             raise ValueError(f"policy {self.name}: precisions must be one of {', '.join(PRECISIONS)}, got {bad}")
         object.__setattr__(self, "units", dict(self.units))
+        for label, table in (("options", self.options), ("notes", self.notes)):
+            unknown = [u for u in table if u not in ALL_UNITS]
+            if unknown:
+                raise ValueError(f"policy {self.name}: {label}: unknown units {unknown}")
+        for unit, per_target in self.options.items():
+            if not isinstance(per_target, Mapping) or not all(isinstance(v, Mapping) for v in per_target.values()):
+                raise ValueError(f"policy {self.name}: options.{unit} must map target names to option objects, got "
+                                 f"{per_target!r}")
+            for t in per_target:
+                recipes.canonical_target(t)
+        object.__setattr__(self, "options", {u: {recipes.canonical_target(t): dict(o) for t, o in pt.items()}
+                                             for u, pt in self.options.items()})
+        object.__setattr__(self, "notes", {str(u): str(n) for u, n in self.notes.items()})
 
     # ---------------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -78,15 +102,20 @@ class Policy:
         if not isinstance(data, Mapping):
             raise ValueError(f"policy {name}: expected a JSON object {{\"default\": ..., \"units\": {{...}}}}, got "
                              f"{type(data).__name__}")
-        extra = set(data) - {"default", "units"}
+        extra = set(data) - {"default", "units", "options", "notes"}
         if extra:
-            raise ValueError(f"policy {name}: unknown keys {sorted(extra)}; expected 'default' and 'units'")
+            raise ValueError(f"policy {name}: unknown keys {sorted(extra)}; expected 'default', 'units' and "
+                             f"optionally 'options' and 'notes'")
         if "default" not in data:
             raise ValueError(f"policy {name}: missing 'default' (one of {', '.join(PRECISIONS)})")
         units = data.get("units", {}) or {}
         if not isinstance(units, Mapping):
             raise ValueError(f"policy {name}: 'units' must map unit ids to precisions, got {units!r}")
-        return cls(default=str(data["default"]), units={str(k): str(v) for k, v in units.items()}, name=name)
+        for key in ("options", "notes"):
+            if not isinstance(data.get(key, {}) or {}, Mapping):
+                raise ValueError(f"policy {name}: '{key}' must be an object keyed by unit, got {data[key]!r}")
+        return cls(default=str(data["default"]), units={str(k): str(v) for k, v in units.items()}, name=name,
+                   options=dict(data.get("options") or {}), notes=dict(data.get("notes") or {}))
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> "Policy":
@@ -102,7 +131,16 @@ class Policy:
         return self.units.get(unit, self.default)
 
     def to_json(self) -> dict[str, Any]:
-        return {"default": self.default, "units": dict(self.units)}
+        out: dict[str, Any] = {"default": self.default, "units": dict(self.units)}
+        if self.options:
+            out["options"] = {u: {t: dict(o) for t, o in pt.items()} for u, pt in self.options.items()}
+        if self.notes:
+            out["notes"] = dict(self.notes)
+        return out
+
+    def unit_options(self, unit: str, target: str) -> dict[str, Any]:
+        """The recipe options this policy adds for ``unit`` on ``target``."""
+        return dict(self.options.get(unit, {}).get(recipes.canonical_target(target), {}))
 
     def plan(self, units: Sequence[str], target: str, *, backends: tuple[str, ...] | None = None,
              options: Mapping[str, Any] | None = None) -> list[PlannedUnit]:
@@ -113,8 +151,12 @@ class Policy:
         out = []
         for unit in units:
             want = self.requested(unit)
-            rec, warns = recipes.resolve(unit, target, want, backends=backends, options=dict(options or {}))
+            unit_opts = {**self.unit_options(unit, target), **dict(options or {})}
+            rec, warns = recipes.resolve(unit, target, want, backends=backends,
+                                         options=unit_opts if want != FALLBACK else dict(options or {}))
             warnings = list(warns)
+            if unit in self.notes:
+                warnings.append(f"policy {self.name}: {self.notes[unit]}")
             if not rec.supported and want != FALLBACK:
                 warnings.append(f"{unit}: {want} is not supported for {rec.target} ({rec.reason}); exported "
                                 f"{FALLBACK} instead")

@@ -1,8 +1,9 @@
 """Drift of an exported artifact set against the float32 PyTorch reference: per unit and end to end.
 
     python -m runtime_py.drift --artifacts DIR [--dng FILE ...] [--eval-set DIR] [--json OUT] [--html OUT]
-                               [--budget ci|none|FILE] [--fit crop|exact] [--targets onnx,tflite]
+                               [--budget ci|npu|none|FILE] [--fit crop|exact] [--targets onnx,tflite]
                                [--max-frames N] [--max-tiles N] [--ort-int8 emulate|host] [--threads N] [--quiet]
+    python -m runtime_py.drift --explain denoise|enhance --calibration DIR [...]   (runtime_py.quant_debug)
 
 What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
 
@@ -38,7 +39,8 @@ records the runner options of every unit.
 Core ML artifacts are listed as "not run on this OS" with their structural check (:mod:`runtime_py.runtimes`);
 other artifacts that cannot run here (a Vulkan ``.pte``) likewise. Export failures of the manifest are listed.
 
-Budgets (``--budget``; ``ci`` is the project's, ``none`` checks nothing, or a JSON file of the same shape)::
+Budgets (``--budget``; ``ci`` is the project's, ``npu`` the experimental npu policy's (not met yet), ``none``
+checks nothing, or a JSON file of the same shape)::
 
     {"unit": {"fp32": {"psnr_min": 60}},
      "end_to_end": {"fp32": {"psnr_min": 60}, "fp16": {"psnr_min": 45},
@@ -73,14 +75,15 @@ from isp.io.capture import read_capture_data
 from isp.units import AUX_UNITS, UNITS, frame_inputs, window_of
 from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, Artifact, ArtifactSet, Selection,
                                   UnitMissingError, NotRunnableError, add_ort_int8_arg, target_family)
-from runtime_py.drift_budgets import (CI_BUDGETS, EXTRA_METRICS, LIMITS, METRICS, check_budgets, kind_of,  # noqa: F401
-                                     load_budgets)
+from runtime_py.drift_budgets import (CI_BUDGETS, EXTRA_METRICS, LIMITS, METRICS, NPU_BUDGETS,  # noqa: F401
+                                     check_budgets, kind_of, load_budgets)
 from runtime_py.drift_report import html_sections, write_reports  # noqa: F401  (re-exported)
 from runtime_py.drift_aux import AuxReference
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
-__all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
-           "frames_from_eval_set", "check_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
+__all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference",
+           "frames_from_dngs", "frames_from_eval_set", "check_eval_set", "evaluate_unit", "end_to_end_selections",
+           "evaluate_end_to_end",
            "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
 
 FORMAT = "isp-drift/1"
@@ -626,8 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation set at the export geometry (python -m calibration build; DIR/eval)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the JSON report here")
     p.add_argument("--html", type=Path, default=None, metavar="OUT", help="write the HTML page here")
-    p.add_argument("--budget", default="none", metavar="ci|none|FILE",
-                   help="budgets to enforce (exit 1 when violated): ci (the project's), none (default), or JSON")
+    p.add_argument("--budget", default="none", metavar="ci|npu|none|FILE",
+                   help="budgets to enforce (exit 1 when violated): ci (the project's), npu (the npu policy's: "
+                        ">= 40 dB, mean ΔE00 <= 0.5 end to end), none (default), or JSON")
     p.add_argument("--fit", choices=("crop", "exact"), default="crop",
                    help="DNGs larger than the geometry: centre-crop (default) or refuse (exact)")
     p.add_argument("--targets", type=_csv, default=None, metavar="T,T",
@@ -643,6 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--explain" or a.startswith("--explain=") for a in argv):    # the quantization debugger
+        from runtime_py import quant_debug
+        return quant_debug.main(argv)
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,14 +9,20 @@ from typing import Any, Mapping
 
 from isp.jsonio import read_json
 
-__all__ = ["CI_BUDGETS", "LIMITS", "BUDGET_CLASSES", "METRICS", "EXTRA_METRICS", "load_budgets", "violations", "check_budgets",
-           "kind_of"]
+__all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "BUDGET_CLASSES", "METRICS", "EXTRA_METRICS", "load_budgets",
+           "violations", "check_budgets", "kind_of"]
 
 #: the project's budgets (docs/EXPORT_DESIGN.md and the drift issue)
 CI_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
     "unit": {"fp32": {"psnr_min": 60.0, "angle_deg_max": 0.01}},
     "end_to_end": {"fp32": {"psnr_min": 60.0}, "fp16": {"psnr_min": 45.0},
                    "int8": {"psnr_min": 38.0, "de2000_mean_max": 1.0}},
+}
+#: the npu policy's budget (``--budget npu``): integer networks end to end >= 40 dB, mean ΔE2000 <= 0.5.
+#: ``--policy npu`` does not meet it yet (README, "NPU policy")
+NPU_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
+    "unit": {"fp32": {"psnr_min": 60.0}},
+    "end_to_end": {"fp32": {"psnr_min": 60.0}, "int8": {"psnr_min": 40.0, "de2000_mean_max": 0.5}},
 }
 #: budget key -> (metric of runtime_py.metrics.compare, "min" = lower bound | "max" = upper bound)
 LIMITS = {"psnr_min": ("psnr", "min"), "ssim_min": ("ssim", "min"), "de2000_mean_max": ("de2000_mean", "max"),
@@ -30,15 +36,16 @@ EXTRA_METRICS = ("angle_deg",)
 
 
 def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
-    """``"ci"`` -> :data:`CI_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
-    (``ValueError`` saying what is wrong)."""
+    """``"ci"`` -> :data:`CI_BUDGETS`, ``"npu"`` -> :data:`NPU_BUDGETS`, ``"none"``/``None`` -> ``None``, else a
+    JSON file of the same shape (``ValueError`` saying what is wrong)."""
     if spec is None or str(spec) == "none":
         return None
-    if str(spec) == "ci":
-        return {"name": "ci", **json.loads(json.dumps(CI_BUDGETS))}
+    named = {"ci": CI_BUDGETS, "npu": NPU_BUDGETS}
+    if str(spec) in named:
+        return {"name": str(spec), **json.loads(json.dumps(named[str(spec)]))}
     path = Path(spec)
     data = read_json(path, what="--budget ",
-                     missing=f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
+                     missing=f"--budget: expected ci, npu, none or a JSON file, got {spec!r} (no such file)")
     if not isinstance(data, dict) or not set(data) <= {"unit", "end_to_end", "name"} or \
             not ({"unit", "end_to_end"} & set(data)):
         raise ValueError(f"--budget {path}: expected {{\"unit\": {{precision: limits}}, \"end_to_end\": "

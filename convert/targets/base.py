@@ -345,18 +345,33 @@ def in_scope(path: str, scope: Sequence[str]) -> bool:
     return any(path == s or path.startswith(s + ".") for s in scope)
 
 
-def scope_filter(scope: Sequence[str]) -> Callable[[torch.fx.Node], bool]:
+def scope_filter(scope: Sequence[str], exclude: Sequence[str] = ()) -> Callable[[torch.fx.Node], bool]:
     """PT2E annotation filter: an op is quantized when it was traced inside a scoped submodule
     (``nn_module_stack``); a weight/buffer ``get_attr`` when its path is inside one; synthetic constants (the
     quantizers' ``_tensor_constant*`` scalars) follow the op that uses them. torchao's
     ``set_module_name`` cannot be used here: ``torch.export`` leaves weight nodes without ``nn_module_stack``,
-    so its filter rejects every conv pattern (nothing gets quantized)."""
+    so its filter rejects every conv pattern (nothing gets quantized).
+
+    ``exclude`` (mixed precision) keeps parts of the scope float: ``"path"`` every op and weight inside that
+    submodule, ``"path:"`` only the ops traced directly in it (not in its children: a NAF block's gate products,
+    attention mean, residual scale and add, without its convolutions and norms)."""
+    direct = {e[:-1] for e in exclude if e.endswith(":")}
+    nested = [e for e in exclude if not e.endswith(":")]
+
     def keep(node: torch.fx.Node) -> bool:
         if node.op == "get_attr":
             target = str(node.target)
-            return target.startswith("_") or in_scope(target, scope)
+            if target.startswith("_"):
+                return True
+            owner = target.rpartition(".")[0]
+            return in_scope(target, scope) and not in_scope(target, nested) and owner not in direct
         stack = node.meta.get("nn_module_stack") or {}
-        return any(in_scope(str(path), scope) for path, _ in stack.values())
+        paths = [str(path) for path, _ in stack.values()]
+        if not any(in_scope(p, scope) for p in paths):
+            return False
+        if any(in_scope(p, nested) for p in paths):
+            return False
+        return not (paths and paths[-1] in direct)
     return keep
 
 

@@ -29,7 +29,9 @@ delegate they are fused; a non-delegated one is listed in ``fallback`` under its
 Options: ``fp16_io`` (bool, default False); ``vulkan_options`` (dict passed as ``compile_options``);
 ``coreml_compute_unit`` / ``coreml_minimum_deployment_target`` (for the Core ML partitioner's compile specs);
 ``quantize_modules`` (list of submodule names: int8/w8 quantize only ops traced inside them, the rest stays fp32 —
-see :func:`convert.targets.base.scope_filter`).
+see :func:`convert.targets.base.scope_filter`); ``quantize_exclude`` (submodules of that scope kept float:
+mixed precision, same syntax); ``observer_eps`` (smallest activation/weight scale, default 2^-12);
+``fold_block_scales`` (fold NAF block scales into their projections first: :mod:`convert.quant_prep`).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from convert.quant_prep import prepare_for_quantization, with_eps
+
 from .base import (BackendReport, ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path,
                    atomic_save, count_by, export_program, finish, path_sha256, path_size, pt2e_quantize,
                    quantize_scope, scope_filter, short_error)
@@ -48,7 +52,7 @@ TARGET = "executorch"
 EXT = "pte"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules)
 SUPPORTED_OPTIONS = ("fp16_io", "vulkan_options", "coreml_compute_unit", "coreml_minimum_deployment_target",
-                     "quantize_modules")
+                     "quantize_modules", "quantize_exclude", "observer_eps", "fold_block_scales")
 BACKENDS = ("xnnpack", "vulkan", "coreml")
 _BACKEND_IDS = {"xnnpack": "XnnpackBackend", "vulkan": "VulkanBackend", "coreml": "CoreMLBackend"}
 _NOT_OPS = ("getitem", "executorch_call_delegate")
@@ -180,12 +184,20 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
         with rec.step("quantize"):
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer, get_symmetric_quantization_config)
-            quantizer = XNNPACKQuantizer().set_global(
-                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+            cfg = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+            if req.options.get("observer_eps") is not None:
+                cfg = with_eps(cfg, float(req.options["observer_eps"]))
+                details["observer_eps"] = float(req.options["observer_eps"])
+            quantizer = XNNPACKQuantizer().set_global(cfg)
             scope = quantize_scope(req)
+            exclude = list(req.options.get("quantize_exclude") or [])
             if scope is not None:
-                quantizer.set_filter_function(scope_filter(scope))
+                quantizer.set_filter_function(scope_filter(scope, exclude=exclude))
                 details["quantize_modules"] = scope
+                if exclude:
+                    details["float_layers"] = exclude
+            module, prep = prepare_for_quantization(module, req.options)
+            details.update(prep)
             module = pt2e_quantize(module, inputs, quantizer, [] if dynamic else req.calibration)
             if dynamic:
                 n = rank_match_constants(module)

@@ -16,6 +16,9 @@ Precisions:
   ``"auto"`` (default): PT2E, and aeq when PT2E fails (the PT2E error goes into ``warnings`` and
   ``details["int8_pt2e_error"]``; ``details["int8_method"]`` says which one made the file). PT2E fails, e.g.,
   on ``sigmoid(x) * y`` ("'tfl.transpose' op quantization parameters violate the same scale constraint").
+  ``"aeq16"``: ai-edge-quantizer ``static_wi8_ai16`` (LiteRT's 16x8 mode: int8 per-channel weights, int16
+  activations and int16 I/O) over the whole unit — ``quantize_modules`` is not applied (recorded in ``details``):
+  16-bit activations carry the unit's image tensors at ~1.5e-5 resolution, so no part needs to stay float.
   Both give **int8 input and output tensors**; :mod:`runtime_py.runtimes` quantizes/dequantizes with the tensors'
   scale and zero point.
 * ``w8`` — ai-edge-quantizer ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time
@@ -54,6 +57,9 @@ EXT = "tflite"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules, via PT2E)
 SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules")
 SIGNATURE = "serving_default"
+#: ``options["int8_method"]``: ``auto`` (PT2E, AEQ W8A8 if PT2E fails), ``pt2e``, ``aeq`` (AEQ W8A8), ``aeq16``
+#: (AEQ 16x8: int8 weights, int16 activations — the mode NPU delegates take for image networks; whole unit)
+INT8_METHODS = ("auto", "pt2e", "aeq", "aeq16")
 
 #: TFLite builtin ops the GPU delegate accepts (gpu_compatibility.cc); op-specific conditions in _gpu_reason().
 GPU_OPS = frozenset({
@@ -181,10 +187,14 @@ def export(req: ExportRequest) -> ExportResult:
         import litert_torch  # noqa: F401
     module = req.module.eval()
     int8_method = req.options.get("int8_method", "auto")
-    if int8_method not in ("auto", "pt2e", "aeq"):
-        raise ValueError(f"litert int8_method: expected 'auto', 'pt2e' or 'aeq', got {int8_method!r}")
+    if int8_method not in INT8_METHODS:
+        raise ValueError(f"litert int8_method: expected one of {', '.join(INT8_METHODS)}, got {int8_method!r}")
     flat = None
     scope = quantize_scope(req) if req.precision in ("int8", "w8") else None
+    if req.precision == "int8" and int8_method == "aeq16":
+        if scope is not None:       # 16-bit activations carry the image tensors too: the whole unit is integer
+            details["quantize_modules_not_applied"] = scope
+            scope = None
     if scope is not None and req.precision == "int8" and int8_method == "aeq":
         raise rec.fail("quantize", "quantize_modules needs int8_method 'pt2e' or 'auto' (ai-edge-quantizer "
                                    "recipes select TFLite ops by name, which carry no module paths)")
@@ -227,13 +237,20 @@ def export(req: ExportRequest) -> ExportResult:
                     name = "dynamic_wi8_afp32" if mode == "dynamic" else "weight_only_wi8_afp32"
                     flat = _aeq(flat, getattr(aeq_recipe, name)())
                     details["quantization"] = f"ai-edge-quantizer {name}: int8 per-channel weights"
+                elif int8_method == "aeq16":
+                    flat = _aeq(flat, aeq_recipe.static_wi8_ai16(), req)
+                    details["int8_method"] = "aeq16"
+                    details["quantization"] = (f"ai-edge-quantizer static_wi8_ai16 (16x8: int8 per-channel weights, "
+                                               f"int16 activations) over the whole unit, {len(req.calibration)} "
+                                               f"calibration samples")
                 else:
                     flat = _aeq(flat, aeq_recipe.static_wi8_ai8(), req)
                     details["int8_method"] = "aeq"
                     details["quantization"] = (f"ai-edge-quantizer static_wi8_ai8 (W8A8), "
                                                f"{len(req.calibration)} calibration samples")
     if req.precision == "int8":
-        details["io_dtype"] = "int8 (runtime_py quantizes/dequantizes)"
+        io = "int16" if details.get("int8_method") == "aeq16" else "int8"
+        details["io_dtype"] = f"{io} (runtime_py quantizes/dequantizes)"
     dest = artifact_path(req, TARGET, EXT)
     with rec.step("save"):
         atomic_save(dest, lambda tmp: Path(tmp).write_bytes(flat))

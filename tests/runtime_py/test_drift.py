@@ -190,6 +190,18 @@ def test_violations_by_chain_class():
                  "end to end litert fp32: did not run: boom"]
 
 
+def test_npu_budget_is_stricter_than_ci():
+    """``--budget npu`` (the experimental npu policy's, not met yet: README): an int8 chain within the ci budget
+    misses it on both limits."""
+    report = {"units": [], "end_to_end": [{"name": "tflite int8+fp32", "status": "ok", "class": "int8",
+                                           "frames": [{"frame": "f", "srgb": {"psnr": 39.5, "de2000_mean": 0.7}}]}]}
+    assert drift.check_budgets(report, drift.load_budgets("ci")) == []
+    assert drift.load_budgets("npu")["name"] == "npu"
+    assert drift.check_budgets(report, drift.load_budgets("npu")) == [
+        "end to end tflite int8+fp32: srgb psnr 39.5 dB < 40 dB on f (budget int8)",
+        "end to end tflite int8+fp32: srgb de2000_mean 0.7 > 0.5 on f (budget int8)"]
+
+
 def test_eval_set_path(onnx_set, tmp_path):
     """Frames, stored tiles and quarter-frame rows from an evaluation set (a subset of units keeps it short)."""
     from calibration import build_sets

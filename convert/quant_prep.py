@@ -1,0 +1,91 @@
+"""Float-equivalent rewrites of a NAFNet that make it quantize better (used by the ``npu`` recipes).
+
+:func:`fold_block_scales` — a NAF block ends each half with ``proj(t) * scale`` (``mix_scale`` / ``ffn_scale``, one
+learnt value per channel, often 1e-3 or smaller). PT2E quantizers treat that (1, C, 1, 1) parameter as one
+per-tensor int8 constant, so the channels with the smallest scales round to a few levels or to zero (the observers'
+smallest step is 2^-12 = 2.4e-4). Folding the scale into the 1x1 projection (``W_c *= s_c``, ``b_c *= s_c``) moves it
+into the per-channel weight scales, where every channel keeps its 8 bits; the parameter becomes ones. Equal in real
+arithmetic; in float32 to rounding (``tests/convert/test_quant_prep.py``).
+
+:func:`prepare_for_quantization` applies the rewrites a recipe asks for (``options["fold_block_scales"]``) to a deep
+copy of an export unit's module; the unit itself is untouched.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["fold_block_scales", "prepare_for_quantization", "PREP_OPTIONS", "quantizer_for", "with_eps"]
+
+#: recipe options this module reads
+PREP_OPTIONS = ("fold_block_scales",)
+
+
+@torch.no_grad()
+def fold_block_scales(module: nn.Module) -> int:
+    """Fold every NAF block's ``mix_scale`` / ``ffn_scale`` into ``mix_project`` / ``ffn_project``, in place.
+    Returns the number of scales folded."""
+    n = 0
+    for block in module.modules():
+        for conv_name, scale_name in (("mix_project", "mix_scale"), ("ffn_project", "ffn_scale")):
+            conv, scale = getattr(block, conv_name, None), getattr(block, scale_name, None)
+            if not isinstance(conv, nn.Conv2d) or not isinstance(scale, torch.Tensor):
+                continue
+            s = scale.detach().reshape(-1)
+            if s.numel() != conv.out_channels:
+                raise ValueError(f"{type(block).__name__}.{scale_name}: {s.numel()} values for the "
+                                 f"{conv.out_channels} output channels of {conv_name}")
+            conv.weight.mul_(s.view(-1, 1, 1, 1))
+            if conv.bias is not None:
+                conv.bias.mul_(s)
+            scale.fill_(1.0)
+            n += 1
+    return n
+
+
+def prepare_for_quantization(module: nn.Module, options: dict) -> tuple[nn.Module, dict]:
+    """A deep copy of ``module`` with the rewrites ``options`` asks for, and what was done (for the manifest)."""
+    done: dict = {}
+    if not options.get("fold_block_scales"):
+        return module, done
+    module = copy.deepcopy(module).eval()
+    done["fold_block_scales"] = fold_block_scales(module)
+    return module, done
+
+
+def quantizer_for(scope: Sequence[str] | None, *, eps: float | None = None, exclude: Sequence[str] = ()) -> Any:
+    """ExecuTorch's XNNPACKQuantizer as :mod:`convert.targets.executorch` configures it for int8 (symmetric,
+    per-channel), scoped to ``scope`` minus ``exclude``; ``eps`` replaces the observers' smallest scale (2^-12 in
+    ``get_symmetric_quantization_config``)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                          get_symmetric_quantization_config)
+    from convert.targets.base import scope_filter
+    cfg = get_symmetric_quantization_config(is_per_channel=True)
+    if eps is not None:
+        cfg = with_eps(cfg, eps)
+    q = XNNPACKQuantizer().set_global(cfg)
+    if scope is not None:
+        q.set_filter_function(scope_filter(list(scope), exclude=list(exclude)))
+    elif exclude:
+        raise ValueError("exclude needs a scope (the network submodules the exclusions are taken from)")
+    return q
+
+
+def with_eps(cfg: Any, eps: float) -> Any:
+    """A PT2E ``QuantizationConfig`` whose activation and weight observers use ``eps`` as the smallest scale."""
+    from dataclasses import replace as dc_replace
+
+    def spec(s: Any) -> Any:
+        if s is None:
+            return None
+        ctr = s.observer_or_fake_quant_ctr
+        base = getattr(ctr, "p", None)
+        kwargs = dict(getattr(base, "keywords", {}) or {})
+        kwargs["eps"] = float(eps)
+        func = getattr(base, "func", None) or ctr
+        return dc_replace(s, observer_or_fake_quant_ctr=func.with_args(**kwargs))
+    return dc_replace(cfg, input_activation=spec(cfg.input_activation), output_activation=spec(cfg.output_activation),
+                      weight=spec(cfg.weight))
