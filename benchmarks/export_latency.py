@@ -80,6 +80,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from isp.units import calls_per_frame  # noqa: E402  (after the path set-up)
+from isp.versions import cpu_model  # noqa: E402
 from benchmarks.latency_sets import (Chain, Item, build_chains, collect_items, expand_sets,  # noqa: E402,F401
                                      open_sets, _names)
 
@@ -91,16 +92,6 @@ TOOL_DISTRIBUTIONS = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "execut
 
 
 # ------------------------------------------------------------------------------------------------------ host
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def tool_versions() -> dict[str, str]:
     from isp.versions import tool_versions as read_versions

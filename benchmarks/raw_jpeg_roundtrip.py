@@ -13,7 +13,6 @@ raw against the original raw, and the bytes the stored raw adds to the JPEG. Wri
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -21,16 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from isp.versions import cpu_model  # noqa: E402  (after the path set-up)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = rows[-1]
                 tqdm.write(f"{dng.name} q{q}: re-render {r['rerender_psnr']:.2f} dB, raw {r['raw_psnr']:.2f} dB, "
                            f"+{r['stored_bytes'] / 1024:.0f} KiB", file=sys.stderr)
-            write_json_atomic(args.json, {"complete": False, "cpu": _cpu(), "rows": rows})   # kept if interrupted
-    info = {"complete": True, "cpu": _cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__, "style": args.style,
+            write_json_atomic(args.json, {"complete": False, "cpu": cpu_model(), "rows": rows})   # kept if interrupted
+    info = {"complete": True, "cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__, "style": args.style,
             "seconds": time.perf_counter() - t0, "rows": rows}
     write_json_atomic(args.json, info)
     lines = [f"Re-render PSNR (dB) of a `--store-raw` JPEG against rendering the original raw, style {args.style}; "

@@ -158,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     steps = list(results[0]["seconds"])
     head = f"{'step':<11}" + "".join(f"{r['denoiser'] + ' s':>14}{'peak MiB':>10}" for r in results)
-    import platform
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else \
-        platform.processor()
+    from isp.versions import cpu_model
+    cpu = cpu_model()
     print(f"Reference render {width}x{height} ({width * height / 1e6:.1f} MP), tile {tile}, "
           f"{results[0]['threads']} threads, {cpu}; 1-min load average at start {load_before:.2f}")
     print(head)

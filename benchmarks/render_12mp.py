@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,21 +38,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from isp.versions import cpu_model  # noqa: E402  (after the path set-up)
 
 RESULTS = REPO / "benchmarks" / "results"
 REFERENCE = "reference"
 #: 12-bit DNs, as the shipped synthetic phone DNGs use
 BLACK, WHITE = 256, 4095
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_features() -> list[str]:
@@ -291,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     feats = ", ".join(cpu_features()) or "none"
     header = (f"Render of one synthetic {width}x{height} Bayer DNG ({width * height / 1e6:.1f} MP), each command its "
-              f"own process, {args.rounds} interleaved round(s), median; CPU: {cpu_name()} ({os.cpu_count()} "
+              f"own process, {args.rounds} interleaved round(s), median; CPU: {cpu_model()} ({os.cpu_count()} "
               f"logical CPUs; {feats}); torch {torch.__version__}; 1-min load average "
               f"{load_before[0]:.2f} at start, {load_after[0]:.2f} at end.")
     text = render_table(summary, header)
     print(text)
     from isp.jsonio import write_json_atomic
-    payload = {"dng": str(dng), "width": width, "height": height, "rounds": args.rounds, "cpu": cpu_name(),
+    payload = {"dng": str(dng), "width": width, "height": height, "rounds": args.rounds, "cpu": cpu_model(),
                "cpu_features": cpu_features(), "logical_cpus": os.cpu_count(), "load_average_start": load_before,
                "load_average_end": load_after, "commands": {n: c[1] for n, c in commands.items()},
                "sets": [str(s) for s in sets], "summary": summary}

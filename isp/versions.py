@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
 from typing import Iterable
 
-__all__ = ["tool_versions"]
+__all__ = ["tool_versions", "cpu_model"]
 
 
 def tool_versions(distributions: Iterable[str], *, python: bool = True, system: bool = False,
@@ -27,3 +28,15 @@ def tool_versions(distributions: Iterable[str], *, python: bool = True, system: 
             if missing is not None:
                 out[dist] = missing
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` or the machine type where there is none):
+    every benchmark says which CPU gave its numbers."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
