@@ -411,11 +411,19 @@ def load(path: Path | str, input_names: Sequence[str] | None = None, output_name
 
     ``input_names``/``output_names`` name a ``.pte``'s tensors (it stores none) and, for the others, must match
     the artifact's names as a set (they then fix the order). ``options`` go to the runner (``num_threads`` for
-    LiteRT, ``providers``/``intra_op_threads`` for ONNX Runtime, ``method`` for ExecuTorch).
+    LiteRT, ``providers``/``intra_op_threads`` for ONNX Runtime, ``method`` for ExecuTorch). ``runtime="litert-gpu"``
+    / ``"litert-gpu-f32"`` runs a ``.tflite`` on LiteRT's GPU delegate (:mod:`runtime_py.gpu`; option
+    ``allow_cpu_fallback``).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"artifact not found: {path}")
+    runtime = options.pop("runtime", None)
+    if runtime not in (None, "cpu"):              # litert-gpu / litert-gpu-f32: LiteRT's GPU delegate
+        from runtime_py.gpu import open_runner
+        if path.suffix != ".tflite":
+            raise ValueError(f"{path.name}: runtime {runtime} runs .tflite artifacts only")
+        return open_runner(path, runtime, input_names, output_names, **options)
     factory = RUNNERS.get(path.suffix)
     if factory is None:
         raise ValueError(f"{path.name}: expected one of {sorted(RUNNERS)} artifacts, got suffix {path.suffix!r}")
