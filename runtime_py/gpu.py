@@ -51,7 +51,7 @@ GPU_PROFILE = "pixel8"
 _UNSUPPORTED_HEAD = "Following operations are not supported by GPU delegate"
 _SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations? will run on the CPU")
 _ADAPTER = re.compile(r"Selected adapter: (.*)")
-_REJECTED = re.compile(r"^([A-Z][A-Z0-9_]*(?::[A-Za-z0-9_]+)?): (.*)$")
+_REJECTED = re.compile(r"^([A-Z][A-Z0-9_]*(?::[A-Za-z0-9_]+)?):(?:\s+(.*))?$")
 
 
 class GpuUnavailable(RuntimeError):
@@ -107,7 +107,7 @@ class GpuCoverage:
     gpu_ops: int
     cpu_ops: int
     fully_accelerated: bool
-    rejected: dict[str, str] = field(default_factory=dict)      # op type -> the delegate's reason
+    rejected: dict[str, str] = field(default_factory=dict)      # op type -> the delegate's reasons (" | ")
     cpu_op_counts: dict[str, int] = field(default_factory=dict)  # op type -> count of the model's ops of that type
     adapter: str | None = None
     enforce_f32: bool = False
@@ -138,7 +138,12 @@ def _parse_log(text: str) -> tuple[dict[str, str], tuple[int, int] | None, str |
                 m = _REJECTED.match(nxt.strip())
                 if not m:
                     break
-                rejected.setdefault(m.group(1), m.group(2).strip())
+                reason = (m.group(2) or "").strip() or "not supported"
+                have = rejected.get(m.group(1))
+                if have is None:
+                    rejected[m.group(1)] = reason
+                elif reason not in have.split(" | "):
+                    rejected[m.group(1)] = f"{have} | {reason}"
     split = None
     for m in _SPLIT.finditer(text):
         split = (int(m.group(1)), int(m.group(2)))

@@ -30,10 +30,12 @@ def test_runtime_dir_is_set_when_missing(monkeypatch, tmp_path):
 
 def test_log_parsing():
     log = ("ERROR: Following operations are not supported by GPU delegate:\nRELU_0_TO_1: Not supported op "
-           "RELU_0_TO_1\nDEQUANTIZE: Not supported op DEQUANTIZE\n476 operations will run on the GPU, and the "
+           "RELU_0_TO_1\nDEQUANTIZE: \nRESHAPE: Tensor dimensions must be less than 5. a\nRESHAPE: Tensor dimensions must "
+           "be less than 5. b\n476 operations will run on the GPU, and the "
            "remaining 80 operations will run on the CPU.\nI0000 environment.cc:532] Selected adapter: llvmpipe x\n")
     rejected, split, name = gpu._parse_log(log)
-    assert rejected == {"RELU_0_TO_1": "Not supported op RELU_0_TO_1", "DEQUANTIZE": "Not supported op DEQUANTIZE"}
+    assert rejected == {"RELU_0_TO_1": "Not supported op RELU_0_TO_1", "DEQUANTIZE": "not supported",
+                        "RESHAPE": "Tensor dimensions must be less than 5. a | Tensor dimensions must be less than 5. b"}
     assert split == (476, 80) and name == "llvmpipe x"
 
 
