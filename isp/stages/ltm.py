@@ -102,11 +102,13 @@ def slice_grid_mobile(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     b, n, d, gh, gw = grid.shape
     h, w = guide.shape[-2], guide.shape[-1]
     planes = F.interpolate(grid.reshape(b, n * d, gh, gw), size=(h, w), mode="bilinear",
-                           align_corners=True).reshape(b, n, d, h, w)         # (B, 5, D, H, W)
+                           align_corners=True)                               # (B, 5*D, H, W), map-major
     z = ((guide + 1.0) * (0.5 * (d - 1))).clamp(0.0, float(d - 1))           # (B, 1, H, W) in slice units
     nodes = torch.arange(d, dtype=guide.dtype, device=guide.device).view(1, d, 1, 1)
     tent = (1.0 - (z - nodes).abs()).clamp_min(0.0)                         # (B, D, H, W), sums to 1
-    return (planes * tent.unsqueeze(1)).sum(dim=2)                           # (B, 5, H, W)
+    # per map, the tent-weighted sum over its D slices; every tensor stays 4-D (GPU delegates take <= 4-D)
+    return torch.cat([(planes[:, i * d:(i + 1) * d] * tent).sum(dim=1, keepdim=True) for i in range(n)],
+                     dim=1)                                                  # (B, 5, H, W)
 
 
 def apply_ltm(x_gain: torch.Tensor, x_gtm: torch.Tensor, ltm_param: torch.Tensor) -> torch.Tensor:
