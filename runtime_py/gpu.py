@@ -259,7 +259,17 @@ class LiteRTGpuRunner(_Base):
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         for k, a in zip(self._in_keys, self._check(inputs)):
             self._in_buf[k].write(a)
-        self._model.run_by_name(self.signature, self._in_buf, self._out_buf)
+        with _captured_stderr() as log:
+            try:
+                self._model.run_by_name(self.signature, self._in_buf, self._out_buf)
+                failed = None
+            except RuntimeError as exc:
+                failed = exc
+        if failed is not None:                   # name the delegate's own complaint (e.g. DEADLINE_EXCEEDED)
+            said = [ln.strip() for ln in (log[0] if log else "").splitlines()
+                    if "ERROR" in ln or "DEADLINE" in ln or "failed" in ln.lower()]
+            raise RuntimeError(f"{self.path.name} on {self.runtime}: {failed}"
+                               + (f" ({' / '.join(said[:4])})" if said else "")) from failed
         out = []
         for k, spec in zip(self._out_keys, self.outputs):
             n = int(np.prod(spec.shape))
