@@ -281,13 +281,19 @@ class Pipeline:
     @torch.inference_mode()
     def run(self, raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor, edits: Edits = Edits(),
             progress: Callable[[str], None] | None = None,
-            tile_progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+            tile_progress: Callable[[int], None] | None = None,
+            awb: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+            ) -> dict[str, torch.Tensor]:
         """Render ``raw`` (B, 3, H, W) in [0, 1] with white balance ``illum`` (B, 3) and ``ccm`` (B, 3, 3).
 
         Returns every intermediate under its golden-file name; the final image is ``out["srgb"]``.
-        ``progress(step)`` is called as each step starts: denoise, color, downsample, gain, gtm, ltm, chroma
+        ``progress(step)`` is called as each step starts: denoise, [awb,] color, downsample, gain, gtm, ltm, chroma
         (with tone edits and the 3-D LUT), gamma, upsample, enhance (with sharpening); a style mix reports its whole
         photofinishing as one step.
+
+        ``awb(noisy_raw, denoised_raw) -> (illum (B, 3), ccm (B, 3, 3))`` replaces ``illum``/``ccm`` with an estimate
+        (:mod:`isp.awb`); it sees the raw after the exposure edit, as the official pipeline's AWB does. The values
+        used are returned as ``out["illum"]`` and ``out["ccm"]``.
         """
         self.check_inputs(raw, illum, ccm)
         say = progress or (lambda _s: None)
@@ -296,6 +302,10 @@ class Pipeline:
         say("denoise")
         den = self._full_res(self.denoise, x, tile_progress) if edits.denoise > 0 else x
         out["denoised_raw"] = den
+        if awb is not None:
+            say("awb")
+            illum, ccm = awb(x, den)
+        out["illum"], out["ccm"] = illum, ccm
         den = _lerp(x, den, edits.denoise)
         say("color")
         lsrgb = self.color(den, illum, ccm)

@@ -130,7 +130,7 @@ def measured_coverage(path: str | Path) -> dict[str, Any]:
     ``backend_coverage["gpu"]``: ``{"measured": True, "fraction", "total_ops", "delegated_ops", "cpu_ops",
     "fallback" (op type -> count), "rejected" (op type -> reason), "adapter", "method"}``, or ``{"measured":
     False, "reason"}`` where this host has no GPU adapter."""
-    from runtime_py import gpu
+    from convert import gpu_delegate as gpu
 
     reason = gpu.skip_reason()
     if reason:

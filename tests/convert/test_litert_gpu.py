@@ -7,7 +7,7 @@ import pytest
 
 from convert.targets.litert import read_ops
 from convert.targets.litert_gpu import measured_coverage, rewrite_for_gpu
-from runtime_py import gpu
+from convert import gpu_delegate as gpu
 from runtime_py.runtimes import LiteRTRunner
 
 X = np.linspace(-1.5, 2.0, 256, dtype=np.float32).reshape(1, 8, 8, 4)

@@ -64,7 +64,8 @@ def _expected_cfa(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------ DNG writer
 
-_TYPE_CODES = {1: "B", 2: "s", 3: "H", 4: "I", 5: "I", 10: "i"}
+_TYPE_CODES = {1: "B", 2: "s", 3: "H", 4: "I", 5: "I", 6: "b", 7: "B", 8: "h", 9: "i", 10: "i", 11: "f", 12: "d",
+               13: "I"}
 
 
 def _write_dng(path: Path, mosaic: np.ndarray, *, cfa=(0, 1, 1, 2), cfa_dim=(2, 2), black=64, white=1023,
@@ -334,26 +335,26 @@ class TestErrors:
         np.testing.assert_allclose(img.ccm, cm.ccm_from_color_matrix(cm2), atol=1e-6)
 
     def test_not_a_dng(self, tmp_path):
-        p = _write_dng(tmp_path / "plain.tif", np.zeros((8, 8), np.uint16), dng=False)
+        p = _write_dng(tmp_path / "plain.tif", np.zeros((24, 24), np.uint16), dng=False)
         with pytest.raises(ValueError, match="not a DNG"):
             read_dng(p)
 
     def test_xtrans(self, tmp_path):
         xtrans = [1, 1, 0, 1, 1, 2, 1, 1, 2, 1, 1, 0, 2, 0, 1, 0, 2, 1,
                   1, 1, 2, 1, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2, 1, 2, 0, 1]
-        p = _write_dng(tmp_path / "fuji.dng", np.zeros((12, 12), np.uint16), cfa=xtrans, cfa_dim=(6, 6))
+        p = _write_dng(tmp_path / "fuji.dng", np.zeros((24, 24), np.uint16), cfa=xtrans, cfa_dim=(6, 6))
         with pytest.raises(ValueError, match="X-Trans") as exc:
             read_dng(p)
         assert str(p) in str(exc.value) and "6x6" in str(exc.value)
 
     def test_non_bayer_2x2(self, tmp_path):
-        p = _write_dng(tmp_path / "odd.dng", np.zeros((8, 8), np.uint16), cfa=(0, 1, 2, 1))
+        p = _write_dng(tmp_path / "odd.dng", np.zeros((24, 24), np.uint16), cfa=(0, 1, 2, 1))
         with pytest.raises(ValueError, match="unsupported CFA pattern 'RGBG'") as exc:
             read_dng(p)
         assert str(p) in str(exc.value)
 
     def test_cmyg(self, tmp_path):
-        p = _write_dng(tmp_path / "cmyg.dng", np.zeros((8, 8), np.uint16), cfa=(0, 1, 2, 3),
+        p = _write_dng(tmp_path / "cmyg.dng", np.zeros((24, 24), np.uint16), cfa=(0, 1, 2, 3),
                        extra={50710: (1, [3, 4, 5, 1])})
         with pytest.raises(ValueError, match="unsupported CFA pattern 'CMYG'"):
             read_dng(p)

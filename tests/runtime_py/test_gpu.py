@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from convert import gpu_delegate
 from runtime_py import gpu, runtimes
 
 
@@ -33,7 +34,7 @@ def test_log_parsing():
            "RELU_0_TO_1\nDEQUANTIZE: \nRESHAPE: Tensor dimensions must be less than 5. a\nRESHAPE: Tensor dimensions must "
            "be less than 5. b\n476 operations will run on the GPU, and the "
            "remaining 80 operations will run on the CPU.\nI0000 environment.cc:532] Selected adapter: llvmpipe x\n")
-    rejected, split, name = gpu._parse_log(log)
+    rejected, split, name = gpu_delegate._parse_log(log)
     assert rejected == {"RELU_0_TO_1": "Not supported op RELU_0_TO_1", "DEQUANTIZE": "not supported",
                         "RESHAPE": "Tensor dimensions must be less than 5. a | Tensor dimensions must be less than 5. b"}
     assert split == (476, 80) and name == "llvmpipe x"
@@ -46,7 +47,7 @@ def test_gpu_units_of_pixel8():
 
 def test_gpu_runner_runs_and_fp16(adapter, tmp_path):
     path = tmp_path / "add.tflite"
-    path.write_bytes(gpu._tiny_model("ADD"))
+    path.write_bytes(gpu_delegate._tiny_model("ADD"))
     x = np.full((1, 8, 8, 4), 1.0 + 2 ** -13, np.float32)          # representable in fp32, not in fp16
     fp16 = runtimes.load(path, runtime="litert-gpu")
     f32 = runtimes.load(path, runtime="litert-gpu-f32")
@@ -57,8 +58,8 @@ def test_gpu_runner_runs_and_fp16(adapter, tmp_path):
 
 def test_no_silent_cpu_fallback(adapter, tmp_path):
     path = tmp_path / "clamp.tflite"
-    path.write_bytes(gpu._tiny_model("RELU_0_TO_1"))
-    with pytest.raises(gpu.GpuFallbackError, match="RELU_0_TO_1"):
+    path.write_bytes(gpu_delegate._tiny_model("RELU_0_TO_1"))
+    with pytest.raises(gpu_delegate.GpuFallbackError, match="RELU_0_TO_1"):
         runtimes.load(path, runtime="litert-gpu")
     mixed = runtimes.load(path, runtime="litert-gpu", allow_cpu_fallback=True)
     cov = mixed.coverage
