@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from isp.stages.nafnet import spatial_mean
+
 __all__ = ["EPS", "LEAKY_SLOPE", "act", "LeakyReLU", "MultiBranchConv", "CoordAttention", "rgb_to_ycbcr",
            "ycbcr_to_rgb", "RGB_TO_YCBCR", "YCBCR_TO_RGB", "BLOCK_KEY_RULES", "safe_pow", "tone_curve",
-           "log_softplus", "tone_curve_log_c"]
+           "log_softplus", "tone_curve_log_c", "BlockGroupNorm"]
 
 EPS = 1e-8
 LEAKY_SLOPE = 0.01
@@ -181,3 +183,27 @@ def tone_curve_log_c(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, log_c: t
     xa = safe_pow(xc, a)
     log_cm = (log_c + torch.log((1.0 - xc).clamp(EPS, 1.0))).clamp(_LOG_EPS, 40.0)
     return xa / (xa + _pow_of_log(log_cm, b) + EPS)
+
+
+class BlockGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state-dict keys) with its statistics taken as means of block means
+    (:func:`isp.stages.nafnet.spatial_mean`) per channel, then over the group's channels, and the variance as the mean
+    of squared deviations: the same function in float32 (``tests/isp/test_gtm_fp16.py``), but no reduction adds
+    more than 64 values, so a float16 accumulator (a phone GPU) does not saturate on LTM's 384 x 384 maps (a group
+    there holds 1.8 million values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, k = x.shape[1], x.shape[1] // self.num_groups
+        # channel means -> their group's mean on every channel: a 1x1 conv with a constant block-diagonal weight
+        # (a reshape + broadcast became BROADCAST_TO, which GPU delegates refuse)
+        avg = torch.tensor([[1.0 / k if i // k == j // k else 0.0 for j in range(c)] for i in range(c)],
+                           dtype=x.dtype, device=x.device).reshape(c, c, 1, 1)
+
+        def group_mean(t: torch.Tensor) -> torch.Tensor:          # (B, C, H, W) -> (B, C, 1, 1), per group
+            return F.conv2d(spatial_mean(t), avg)
+
+        d = x - group_mean(x)
+        y = d / torch.sqrt(group_mean(d * d) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y

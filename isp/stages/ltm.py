@@ -51,7 +51,8 @@ from torch import nn
 
 from isp.checkpoints import load_strict, read_state_dict, remap_keys, select_prefix
 from isp.registry import BuildConfig, StageSpec, TensorSpec
-from isp.stages.common import BLOCK_KEY_RULES, EPS, CoordAttention, MultiBranchConv, act, tone_curve
+from isp.stages.common import (BLOCK_KEY_RULES, EPS, BlockGroupNorm, CoordAttention, MultiBranchConv, act,
+                               tone_curve)
 
 __all__ = ["NUM_MAPS", "GRID_DEPTH", "GRID_SIZE", "NET_INPUT_SIZE", "REFINE_SCALES", "SLICING_MODES",
            "slice_grid_reference", "slice_grid_mobile", "apply_ltm", "luma", "box_blur5", "bilateral_solver",
@@ -193,7 +194,7 @@ class GuidanceBranch(nn.Module):
         super().__init__()
         half = channels // 2
         self.conv_in = _conv3(1, half)
-        self.norm_in = nn.GroupNorm(2, half)
+        self.norm_in = BlockGroupNorm(2, half)
         self.mbconv = MultiBranchConv(half)
         self.attn = CoordAttention(half)
         self.conv1 = _conv3(half, channels)
@@ -243,14 +244,14 @@ class GridNet(nn.Module):
         super().__init__()
         half = channels // 2
         self.conv_in = _conv3(6, half)
-        self.norm_in = nn.GroupNorm(2, half)
+        self.norm_in = BlockGroupNorm(2, half)
         self.mbconv = MultiBranchConv(half)
         self.attn = CoordAttention(half)
         self.conv1 = _conv3(half, channels)
         self.conv2 = _conv3(channels, channels)
-        self.norm2 = nn.GroupNorm(4, channels)
+        self.norm2 = BlockGroupNorm(4, channels)
         self.conv3 = _conv3(channels, channels)
-        self.norm3 = nn.GroupNorm(4, channels)
+        self.norm3 = BlockGroupNorm(4, channels)
         self.head = nn.Conv2d(channels, NUM_MAPS * GRID_DEPTH, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,3 +62,19 @@ def test_gtm_forward_equals_apply_gtm():
         assert params[:, 2].max().item() < 1e-4
         assert (out - apply_gtm(x, want_params)).abs().max().item() < 2e-6
         assert math.isfinite(out.double().sum().item())
+
+
+def test_block_group_norm_equals_group_norm():
+    from isp.stages.common import BlockGroupNorm
+
+    g = torch.Generator().manual_seed(1)
+    for groups, c, h, w, scale, offset in ((2, 12, 96, 128, 1.0, 0.0), (4, 24, 48, 40, 20.0, 3.0), (2, 4, 7, 5, 1, 1)):
+        ref = torch.nn.GroupNorm(groups, c)
+        with torch.no_grad():
+            ref.weight.copy_(torch.rand(c, generator=g) + 0.5)
+            ref.bias.copy_(torch.randn(c, generator=g))
+        mine = BlockGroupNorm(groups, c)
+        mine.load_state_dict(ref.state_dict())
+        x = torch.randn(2, c, h, w, generator=g) * scale + offset
+        with torch.no_grad():
+            assert (mine(x) - ref(x)).abs().max().item() < 2e-5, (groups, c, h, w)
