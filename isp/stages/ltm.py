@@ -107,9 +107,14 @@ def slice_grid_mobile(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     z = ((guide + 1.0) * (0.5 * (d - 1))).clamp(0.0, float(d - 1))           # (B, 1, H, W) in slice units
     nodes = torch.arange(d, dtype=guide.dtype, device=guide.device).view(1, d, 1, 1)
     tent = (1.0 - (z - nodes).abs()).clamp_min(0.0)                         # (B, D, H, W), sums to 1
-    # per map, the tent-weighted sum over its D slices; every tensor stays 4-D (GPU delegates take <= 4-D)
-    return torch.cat([(planes[:, i * d:(i + 1) * d] * tent).sum(dim=1, keepdim=True) for i in range(n)],
-                     dim=1)                                                  # (B, 5, H, W)
+    # per map, the tent-weighted sum over its D slices, as two 1x1 convs with constant 0/1 weights (tent copied to
+    # every map, then each map's D products summed): every tensor stays 4-D (GPU delegates take <= 4-D), and no
+    # channel slice at an offset, which LiteRT's GPU delegate (WebGPU) got wrong even in fp32 (maps 1-4 off by ~4)
+    copy = torch.tensor([[1.0 if j % d == k else 0.0 for k in range(d)] for j in range(n * d)],
+                        dtype=guide.dtype, device=guide.device).reshape(n * d, d, 1, 1)
+    total = torch.tensor([[1.0 if j // d == i else 0.0 for j in range(n * d)] for i in range(n)],
+                         dtype=guide.dtype, device=guide.device).reshape(n, n * d, 1, 1)
+    return F.conv2d(planes * F.conv2d(tent, copy), total)                   # (B, 5, H, W)
 
 
 def apply_ltm(x_gain: torch.Tensor, x_gtm: torch.Tensor, ltm_param: torch.Tensor) -> torch.Tensor:
