@@ -47,6 +47,9 @@ LOADER = "ld-linux-aarch64.so.1"
 LAUNCHER = "isp_runner"
 RUNNERS = {"et": "isp_et_runner", "litert": "isp_litert_runner"}
 SUFFIXES = {"et": (".pte",), "litert": (".tflite",)}
+#: libraries a runtime opens by name at run time (not DT_NEEDED): LiteRT's GPU accelerator, used where the phone has
+#: a GPU it supports; the stand-in has none and the runner falls back to the CPU
+DLOPENED = {"litert": ("libLiteRtWebGpuAccelerator.so",)}
 
 
 class BundleError(RuntimeError):
@@ -217,7 +220,9 @@ def make_bundle(binaries: dict[str, Path], libdirs: Sequence[Path], out: Path) -
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bin").mkdir(parents=True)
     (tmp / "lib").mkdir()
-    libs = closure(binaries.values(), libdirs)
+    dlopened = [d / n for k in binaries for n in DLOPENED.get(k, ()) for d in libdirs if (d / n).exists()]
+    libs = closure([*binaries.values(), *dlopened], libdirs)
+    libs.update({p.name: p.resolve() for p in dlopened})
     libs.setdefault(LOADER, (SYSROOT_LIB / LOADER).resolve())
     for soname, src in sorted(libs.items()):
         shutil.copyfile(src, tmp / "lib" / soname)
@@ -249,8 +254,8 @@ def ensure_bundle(runners: Sequence[str] = ("et", "litert"), cache: Path | None 
                   force: bool = False) -> Path:
     """The bundle folder for ``runners`` (built on first use, then reused from the cache)."""
     cache = cache or cache_root()
-    key = hashlib.sha256(json.dumps([sorted(runners), EXECUTORCH_VERSION, LITERT_VERSION,
-                                     _sources_key()]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([sorted(runners), EXECUTORCH_VERSION, LITERT_VERSION, _sources_key(),
+                                     _sha256(Path(__file__))]).encode()).hexdigest()[:12]
     out = cache / "bundles" / f"{'-'.join(sorted(runners))}-{key}"
     if (out / "bundle.json").exists() and not force:
         return out

@@ -117,7 +117,7 @@ class BenchOptions:
     """What the CLI parses (see ``build_parser`` for every field's meaning)."""
 
     device: str
-    artifacts: Path
+    artifacts: Path | None
     out: Path = Path("bench_out")
     serial: str | None = None
     transport: str = "adb"
@@ -150,6 +150,7 @@ class BenchOptions:
     ios_app: str | None = None
     ios_install: bool = False
     transport_kwargs: dict = field(default_factory=dict)
+    export_args: str = ""
 
 
 # ====================================================================================================== local device
@@ -354,6 +355,7 @@ def calls_per_frame(geometry, unit: str) -> int:
 
 def _plan_units(aset, profile: DeviceProfile, runner: str, opts: BenchOptions, work: Path
                 ) -> tuple[dict[str, UnitPlan], dict[str, str]]:
+    from runtime_py.bench_native import runnable_suffixes
     from runtime_py.artifacts import ArtifactIntegrityError, normalize_target
 
     units = list(opts.units) if opts.units else None
@@ -363,7 +365,8 @@ def _plan_units(aset, profile: DeviceProfile, runner: str, opts: BenchOptions, w
             raise BenchError(f"--units: the set has no artifact for {', '.join(unknown)}; it has "
                              f"{', '.join(sorted({a.unit for a in aset.artifacts}))}", EXIT_USAGE)
     chosen, missing = select_artifacts(profile, aset.manifest.get("artifacts", []),
-                                       runnable_suffixes=RUNNER_SUFFIXES[runner], precisions=opts.precision,
+                                       runnable_suffixes=runnable_suffixes(runner, profile.platform, RUNNER_SUFFIXES),
+                                       precisions=opts.precision,
                                        folder=aset.root, units=units)
     plans: dict[str, UnitPlan] = {}
     for unit, sel in chosen.items():
@@ -660,6 +663,7 @@ class _Run:
         self.push_report: dict | None = None
         self.events: list[str] = []
         self.fault: str | None = None
+        self.emulation: str | None = None
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -669,7 +673,11 @@ class _Run:
         except ProfileError as exc:
             raise BenchError(str(exc), EXIT_USAGE) from None
         from runtime_py.artifacts import ArtifactSet
-        self.artifacts = Path(o.artifacts).resolve()
+        from runtime_py.bench_native import resolve_artifacts
+        try:
+            self.artifacts = resolve_artifacts(o.artifacts, self.profile, o.export_args).resolve()
+        except RuntimeError as exc:
+            raise BenchError(str(exc), EXIT_USAGE) from None
         try:
             self.aset = ArtifactSet.open(self.artifacts)
         except (ValueError, FileNotFoundError) as exc:
@@ -699,6 +707,8 @@ class _Run:
             return o.runner
         if o.runner != "auto":
             raise BenchError(f"--runner must be auto, host or native, got {o.runner!r}", EXIT_USAGE)
+        if self.profile.platform == "android" and not o.native_runner:
+            return "native"                           # the arm64 bundle (android_harness/bundle.py)
         binary = self._native_binary()
         if binary is not None and binary.exists():
             from runtime_py.devices import select_artifacts as sel
@@ -739,6 +749,10 @@ class _Run:
         except DeviceMismatch as exc:
             raise BenchError(str(exc), EXIT_USAGE) from None
         self.info = self.dev.info()
+        from runtime_py.bench_native import emulation_note
+        self.emulation = emulation_note(self.dev)
+        if self.emulation:
+            log.warning("%s", self.emulation)
 
     @property
     def device_key(self) -> str:
@@ -748,6 +762,14 @@ class _Run:
     def runner_spec(self) -> RunnerSpec:
         if self.runner == "ios":
             return RunnerSpec("IspBenchRunner (iOS app)", ())
+        if self.runner == "native" and self.profile.platform == "android" and not self.opts.native_runner:
+            if getattr(self, "_bundle_spec", None) is None:
+                from runtime_py.bench_native import android_runner_spec
+                try:
+                    self._bundle_spec = android_runner_spec(self.dev.root)
+                except RuntimeError as exc:
+                    raise BenchError(str(exc), EXIT_USAGE) from None
+            return self._bundle_spec
         if self.runner == "native":
             binary = self._native_binary()
             if binary is None or not binary.is_file():
@@ -890,6 +912,8 @@ class _Run:
             from ios_harness.driver import compute_units_for
             extra += ["--compute-units", compute_units_for(up.selection.preference.delegate)]
         extra_files = []
+        from runtime_py.bench_native import unit_runner_args
+        extra += unit_runner_args(up.path, up.selection.preference.delegate)
         if up.io_spec is not None:
             extra += ["--io-spec", f"{self.dev.root}/models/{up.io_spec.name}"]
             extra_files.append(up.io_spec)
@@ -1094,7 +1118,8 @@ class _Run:
         self.dev.shell(f"rm -rf {_q(r_in)} {_q(r_run)} && mkdir -p {_q(r_in)} {_q(r_run)}/out", check=True)
         self.dev.push(files)
         self.dev.shell(f"tar -xf {_q(r_run)}/in.tar -C {_q(r_in)} && rm -f {_q(r_run)}/in.tar", check=True)
-        common = ["--model", self.remote_model(up)]
+        from runtime_py.bench_native import unit_runner_args
+        common = ["--model", self.remote_model(up)] + unit_runner_args(up.path, up.selection.preference.delegate)
         if up.io_spec is not None:
             common += ["--io-spec", f"{root}/models/{up.io_spec.name}"]
         if self.opts.threads:
@@ -1174,7 +1199,7 @@ class _Run:
             "peak_rss_bytes": max((r.get("peak_rss_bytes") or 0 for r in units if r.get("status") == "ok"),
                                   default=None),
             "events": self.events, "fault": self.fault, "seconds": round(time.monotonic() - self.t0, 3),
-            "frame": [h, w],
+            "frame": [h, w], "emulation": self.emulation,
         }
 
     def write_reports(self) -> dict:
@@ -1219,6 +1244,8 @@ def _write_html(path: Path, s: Mapping[str, Any], run: "_Run") -> None:
             {"field": "push", "value": json.dumps(s.get("push"))}]
     if s.get("fault"):
         meta.insert(0, {"field": "RUN ABORTED", "value": s["fault"]})
+    if s.get("emulation"):
+        meta.insert(0, {"field": "TIMINGS FROM EMULATION", "value": s["emulation"]})
     sections.append(Section("Device and run", table=meta,
                             text="Timings are the device runner's own clock around each inference; the Python host "
                                  "runner's peak RSS includes the interpreter and the runtime module."))
@@ -1359,6 +1386,8 @@ def run_bench(opts: BenchOptions) -> tuple[int, dict | None]:
         failed.append("(end-to-end chain)")
     measured = summary.get("measured_frame_ms")
     est = summary.get("estimate_frame_ms")
+    if run.emulation:
+        print(run.emulation, file=sys.stderr)
     print(f"{ok}/{len(summary['units'])} unit(s) on {summary['device'].get('model')} ({run.runner} runner); "
           f"frame {summary['frame'][1]}x{summary['frame'][0]}: measured "
           f"{'%.2f ms' % measured if measured is not None else '—'}, estimate "
@@ -1376,7 +1405,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "help(b)') for the whole flow, resume and fault handling.")
     p.add_argument("--device", required=True, help="device profile: pixel8, galaxy-s24, iphone-15-pro, host, or one "
                                                    "from --profile-file / the user profile folder")
-    p.add_argument("--artifacts", required=True, type=Path, help="exported artifact folder (manifest.json)")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="exported artifact folder (manifest.json); default ./artifacts, exported there first for "
+                        "the profile when it holds no set")
+    p.add_argument("--export-args", default="", help="extra convert/export.py arguments for that export "
+                                                     "(shell-quoted, e.g. '--size 512x320 --tile 128')")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out); a "
                                                                      "re-run with the same folder resumes")
     add_adb_args(p)
@@ -1389,7 +1422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=1, help="evaluation frames for the end-to-end chain (default 1)")
     p.add_argument("--runner", choices=("auto", "host", "native", "ios"), default="auto",
                    help="host: android_harness/host_runner.py (needs a Python with the runtimes on the device); "
-                        "native: isp_et_runner (.pte only); ios: the Core ML runner app (iPhone profiles); auto: "
+                        "native: on Android the arm64 bundle (isp_et_runner .pte + isp_litert_runner .tflite, "
+                        "android_harness/bundle.py), elsewhere isp_et_runner; ios: the Core ML runner app "
+                        "(iPhone profiles); auto: native for Android, "
                         "ios for an iPhone, else native when it is built and covers every unit, else host")
     p.add_argument("--device-python", default=sys.executable, help="device path of the Python for --runner host")
     p.add_argument("--native-runner", type=Path, default=None, help="isp_et_runner binary for the device")
@@ -1438,7 +1473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_files=tuple(args.profile_file), allow_mismatch=args.allow_mismatch, root=args.root,
         connect_timeout_s=args.connect_timeout_s, auth_timeout_s=args.auth_timeout_s, weights=args.weights,
         reference_cache=args.reference_cache, ios_tool=args.ios_tool, ios_app=args.ios_app,
-        ios_install=args.ios_install)
+        ios_install=args.ios_install, export_args=args.export_args)
     code, _ = run_bench(opts)
     return code
 
