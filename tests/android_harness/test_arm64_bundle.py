@@ -56,7 +56,7 @@ def test_runner_on_arm64(arm64_dev, bundle, tiny, tiny_models, fmt, inp, out, tm
     t = res.timings
     assert t["runner"] == {"pte": "isp_et_runner", "tflite": "isp_litert_runner"}[fmt]
     assert len(t["iteration_ms"]) == 3 and t["peak_rss_bytes"] > 0
-    assert t["runtime_version"] == {"pte": "1.5.1", "tflite": "2.3.0"}[fmt]
+    assert t["runtime_version"].startswith({"pte": "1.5.1", "tflite": "2.3.0"}[fmt])
     # pushed once: a second run sends no runner file again
     again = arm64_dev.push(list(spec.files))
     assert again.bytes_pushed == 0 and not again.pushed
@@ -66,7 +66,7 @@ def test_launcher_errors(arm64_dev, bundle, tiny, tiny_models, tmp_path):
     spec = bundle_runner_spec(bundle, root=arm64_dev.root)
     arm64_dev.push(list(spec.files))
     res = arm64_dev.shell(" ".join(spec.argv) + " --model x.onnx --inputs i --outputs o --timings t.json")
-    assert res.returncode == 2 and "no runner in this bundle" in res.stderr
+    assert res.returncode == 2 and b"no runner in this bundle" in res.stderr
     # the GPU accelerator asked for where the device has none: CPU, and the record says so
     r = arm64_dev.run_model(spec, tiny_models("tflite"), {"args_0": tiny.example}, warmup=0, iterations=1,
                             timeout_s=300, out_dir=tmp_path, extra_args=["--accelerator", "gpu"])
