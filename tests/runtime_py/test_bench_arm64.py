@@ -1,0 +1,72 @@
+"""``python -m runtime_py.bench --device galaxy-s24`` on the arm64 stand-in: the arm64 bundle pushed into a
+busybox-only userland, every unit and the end-to-end chain run by the native runners on ARM kernels under qemu-user
+(Cortex-A76: fp16 arithmetic, dot product), at the CI geometry (512x320, tile 128), one iteration.
+
+The fp16 and int8-policy sets carry the CI budget (``budget``: fp16 chain >= 45 dB; int8 policy >= 38 dB and mean
+ΔE2000 <= 1.0, the same figures as ``runtime_py.drift.CI_BUDGETS``), measured on the ARM results; the fp32 set is
+``slow`` only. Timings here are emulation and are only checked to be labelled so."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runtime_py import bench
+from runtime_py.bench import EXIT_OK
+from tests.android_harness.arm64 import S24_ARM64_PROPS, arm64_bundle, arm64_fakeadbd_args, arm64_userland
+from tests.runtime_py.artifact_sets import cached_set
+from tests.runtime_py.bench_fixtures import (  # noqa: F401 — fixtures, used by name
+    _start_fake, adb_server, bench_reference_cache, device_tools, host_key)
+
+#: (precision, final sRGB PSNR floor in dB, mean ΔE2000 ceiling or None)
+BUDGET = {"fp16": (45.0, None), "policy:int8": (38.0, 1.0), "fp32": (45.0, None)}
+
+
+@pytest.fixture(scope="module")
+def s24_arm64(device_tools, _start_fake):  # noqa: F811
+    rootfs = arm64_userland()
+    arm64_bundle()                                   # built (or taken from the cache) before the clock of a test
+    return _start_fake(*arm64_fakeadbd_args(rootfs, device_tools), props=S24_ARM64_PROPS, host_ro=False)
+
+
+def _run(request, tmp_path_factory, s24_arm64, reference_cache, key, precision, tmp_path) -> dict:
+    aset = cached_set(request, tmp_path_factory, "executorch", precision)
+    out = tmp_path / "out"
+    argv = ["--device", "galaxy-s24", "--serial", s24_arm64.serial, "--transport", "adb-shell", "--key", str(key),
+            "--artifacts", str(aset), "--out", str(out), "--iterations", "1", "--warmup", "0",
+            "--reference-cache", str(reference_cache), "--root", "/data/local/tmp/isp_bench_arm64",
+            "--timeout-s", "900"]
+    assert bench.main(argv) == EXIT_OK, (out / "results.json").read_text()[-3000:] \
+        if (out / "results.json").exists() else "no results"
+    s = json.loads((out / "results.json").read_text())
+    assert (out / "report.html").is_file() and "TIMINGS FROM EMULATION" in (out / "report.html").read_text()
+    return s
+
+
+def _check(s: dict, precision: str) -> None:
+    assert s["runner"] == "native" and s["device"]["abi"] == "arm64-v8a"
+    assert s["emulation"] and "EMULATION" in s["emulation"]
+    assert s["units"] and all(r["status"] == "ok" for r in s["units"]), [r.get("error") for r in s["units"]]
+    for r in s["units"]:
+        assert r["file"].endswith(".pte") and r["latency_ms"]["p50"] > 0
+    final = s["chain"][0]["final"]
+    floor, de_max = BUDGET[precision]
+    assert final["psnr"] >= floor, f"{precision} on arm64: final sRGB {final['psnr']:.2f} dB < {floor} dB"
+    if de_max is not None:
+        assert final["de2000_mean"] <= de_max, f"{precision} on arm64: mean ΔE2000 {final['de2000_mean']:.3f}"
+
+
+@pytest.mark.device
+@pytest.mark.budget
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp16", "policy:int8"])
+def test_arm64_budget(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, precision,  # noqa: F811
+                      tmp_path):
+    _check(_run(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, precision, tmp_path),
+           precision)
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_arm64_fp32(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, tmp_path):  # noqa: F811
+    _check(_run(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, "fp32", tmp_path), "fp32")
