@@ -185,21 +185,22 @@ int run(const Args& a) {
   LiteRtParamIndex n_in = 0, n_out = 0;
   check(LiteRtGetNumSignatureInputs(sig, &n_in), kLoad, "no signature inputs");
   check(LiteRtGetNumSignatureOutputs(sig, &n_out), kLoad, "no signature outputs");
-  std::vector<Tensor> ins, outs;
-  for (LiteRtParamIndex i = 0; i < n_in; ++i) {
-    const char* name = nullptr;
-    LiteRtTensor t = nullptr;
-    check(LiteRtGetSignatureInputName(sig, i, &name), kLoad, "input name " + std::to_string(i));
-    check(LiteRtGetSignatureInputTensorByIndex(sig, i, &t), kLoad, "input tensor " + std::to_string(i));
-    ins.push_back(describe(t, name));
-  }
-  for (LiteRtParamIndex i = 0; i < n_out; ++i) {
-    const char* name = nullptr;
-    LiteRtTensor t = nullptr;
-    check(LiteRtGetSignatureOutputName(sig, i, &name), kLoad, "output name " + std::to_string(i));
-    check(LiteRtGetSignatureOutputTensorByIndex(sig, i, &t), kLoad, "output tensor " + std::to_string(i));
-    outs.push_back(describe(t, name));
-  }
+  using NameFn = LiteRtStatus (*)(LiteRtSignature, LiteRtParamIndex, const char**);
+  using TensorFn = LiteRtStatus (*)(LiteRtSignature, LiteRtParamIndex, LiteRtTensor*);
+  auto collect = [&](LiteRtParamIndex n, NameFn name_of, TensorFn tensor_of, const char* what) {
+    std::vector<Tensor> v;
+    for (LiteRtParamIndex i = 0; i < n; ++i) {
+      const char* name = nullptr;
+      LiteRtTensor t = nullptr;
+      check(name_of(sig, i, &name), kLoad, std::string(what) + " name " + std::to_string(i));
+      check(tensor_of(sig, i, &t), kLoad, std::string(what) + " tensor " + std::to_string(i));
+      v.push_back(describe(t, name));
+    }
+    return v;
+  };
+  std::vector<Tensor> ins = collect(n_in, LiteRtGetSignatureInputName, LiteRtGetSignatureInputTensorByIndex, "input");
+  std::vector<Tensor> outs =
+      collect(n_out, LiteRtGetSignatureOutputName, LiteRtGetSignatureOutputTensorByIndex, "output");
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count();
   const long rss_loaded = current_rss_bytes();
@@ -207,27 +208,8 @@ int run(const Args& a) {
   // inputs: read and check every file first, so the message lists every mismatch
   std::vector<isp_npy::Array> arrays(ins.size());
   std::string problems;
-  for (size_t i = 0; i < ins.size(); ++i) {
-    const std::string stem = sanitize(ins[i].name);
-    const std::string file = a.inputs + "/" + stem + ".npy";
-    if (!file_exists(file)) {
-      problems += "missing " + stem + ".npy (input '" + ins[i].name + "', shape " + shape_json(ins[i].shape) + ", " +
-                  numpy_name(ins[i].descr) + "); ";
-      continue;
-    }
-    try {
-      arrays[i] = isp_npy::read(file);
-    } catch (const std::exception& e) {
-      problems += std::string(e.what()) + "; ";
-      continue;
-    }
-    if (arrays[i].descr != ins[i].descr)
-      problems += stem + ".npy: dtype " + numpy_name(arrays[i].descr) + ", the model wants " +
-                  numpy_name(ins[i].descr) + "; ";
-    if (arrays[i].shape != ins[i].shape)
-      problems += stem + ".npy: shape " + shape_json(arrays[i].shape) + ", the model wants " +
-                  shape_json(ins[i].shape) + "; ";
-  }
+  for (size_t i = 0; i < ins.size(); ++i)
+    problems += read_input(a.inputs, ins[i].name, ins[i].shape, ins[i].descr, arrays[i]);
   if (!problems.empty()) throw Failure{kInputs, "inputs do not match the model: " + problems};
 
   std::vector<LiteRtTensorBuffer> in_bufs, out_bufs;

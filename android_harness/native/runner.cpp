@@ -107,26 +107,8 @@ int run(const Args& a) {
   for (size_t i = 0; i < n_in; ++i) {
     auto info = meta->input_tensor_meta(i);
     if (!info.ok()) throw Failure{kInputs, "input " + std::to_string(i) + " is not a tensor"};
-    const std::string file = a.inputs + "/" + sanitize(names_in[i]) + ".npy";
     std::vector<int64_t> want(info->sizes().begin(), info->sizes().end());
-    const std::string want_descr = descr_of(info->scalar_type());
-    if (!file_exists(file)) {
-      problems += "missing " + sanitize(names_in[i]) + ".npy (input '" + names_in[i] + "', shape " +
-                  shape_json(want) + ", " + numpy_name(want_descr) + "); ";
-      continue;
-    }
-    try {
-      arrays[i] = isp_npy::read(file);
-    } catch (const std::exception& e) {
-      problems += std::string(e.what()) + "; ";
-      continue;
-    }
-    if (arrays[i].descr != want_descr)
-      problems += sanitize(names_in[i]) + ".npy: dtype " + numpy_name(arrays[i].descr) + ", the model wants " +
-                  numpy_name(want_descr) + "; ";
-    if (arrays[i].shape != want)
-      problems += sanitize(names_in[i]) + ".npy: shape " + shape_json(arrays[i].shape) + ", the model wants " +
-                  shape_json(want) + "; ";
+    problems += read_input(a.inputs, names_in[i], want, descr_of(info->scalar_type()), arrays[i]);
   }
   if (!problems.empty()) throw Failure{kInputs, "inputs do not match the model: " + problems};
   for (size_t i = 0; i < n_in; ++i) {

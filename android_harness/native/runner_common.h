@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "npy.h"
+
 namespace isp_runner {
 
 enum Exit { kOk = 0, kInternal = 1, kUsage = 2, kLoad = 3, kInputs = 4, kInfer = 5, kWrite = 6 };
@@ -231,6 +233,28 @@ inline void write_timings(const std::string& path, const std::string& text) {
     if (!f) throw Failure{kWrite, "cannot write timings to " + tmp};
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Failure{kWrite, "cannot rename " + tmp};
+}
+
+// Reads <dir>/<sanitized name>.npy into `out` and checks it against the model's shape and dtype; returns the
+// problems found ("" when it matches), so a runner can list every mismatch at once.
+inline std::string read_input(const std::string& dir, const std::string& name, const std::vector<int64_t>& want,
+                              const std::string& want_descr, isp_npy::Array& out) {
+  const std::string stem = sanitize(name);
+  const std::string file = dir + "/" + stem + ".npy";
+  if (!file_exists(file))
+    return "missing " + stem + ".npy (input '" + name + "', shape " + shape_json(want) + ", " +
+           numpy_name(want_descr) + "); ";
+  try {
+    out = isp_npy::read(file);
+  } catch (const std::exception& e) {
+    return std::string(e.what()) + "; ";
+  }
+  std::string problems;
+  if (out.descr != want_descr)
+    problems += stem + ".npy: dtype " + numpy_name(out.descr) + ", the model wants " + numpy_name(want_descr) + "; ";
+  if (out.shape != want)
+    problems += stem + ".npy: shape " + shape_json(out.shape) + ", the model wants " + shape_json(want) + "; ";
+  return problems;
 }
 
 // main(): run(parse_args(...)) with the protocol's error line and exit code.
