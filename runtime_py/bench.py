@@ -151,6 +151,7 @@ class BenchOptions:
     ios_install: bool = False
     transport_kwargs: dict = field(default_factory=dict)
     export_args: str = ""
+    chain_only: bool = False
 
 
 # ====================================================================================================== local device
@@ -881,7 +882,7 @@ class _Run:
     def run_units(self) -> None:
         self.ref = build_reference(self.aset, self.opts, Path(self.opts.reference_cache or self.out / "reference"))
         todo = []
-        for unit, up in self.plans.items():
+        for unit, up in ({} if self.opts.chain_only else self.plans).items():
             prev = self.state.read(self.state.unit_dir(unit))
             if prev is not None and prev.get("status") == "ok" and prev.get("key") == self.unit_key(up) \
                     and not self.opts.force:
@@ -983,7 +984,7 @@ class _Run:
         if missing:
             return f"the selection lacks unit(s) {', '.join(missing)} (" + "; ".join(
                 f"{u}: {self.missing.get(u, 'not requested')}" for u in missing) + ")"
-        failed = [u for u in need if self.results.get(u, {}).get("status") != "ok"]
+        failed = [] if self.opts.chain_only else [u for u in need if self.results.get(u, {}).get("status") != "ok"]
         if failed:
             return f"unit(s) {', '.join(failed)} failed on the device"
         return None
@@ -1433,6 +1434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, help="precision preference, comma list (default: the profile's)")
     p.add_argument("--force", action="store_true", help="redo units and chain steps finished in an earlier run")
     p.add_argument("--no-chain", action="store_true", help="skip the measured end-to-end run")
+    p.add_argument("--chain-only", action="store_true", help="only the measured end-to-end run (its steps carry the "
+                                                            "per-unit device time and drift); for slow devices")
     p.add_argument("--retries", type=int, default=2, help="reconnects after a lost device, per step (default 2)")
     p.add_argument("--timeout-s", type=float, default=600.0, help="runner timeout per invocation (default 600)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
@@ -1473,7 +1476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_files=tuple(args.profile_file), allow_mismatch=args.allow_mismatch, root=args.root,
         connect_timeout_s=args.connect_timeout_s, auth_timeout_s=args.auth_timeout_s, weights=args.weights,
         reference_cache=args.reference_cache, ios_tool=args.ios_tool, ios_app=args.ios_app,
-        ios_install=args.ios_install, export_args=args.export_args)
+        ios_install=args.ios_install, export_args=args.export_args, chain_only=args.chain_only)
     code, _ = run_bench(opts)
     return code
 
