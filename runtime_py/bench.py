@@ -689,8 +689,10 @@ class _Run:
         self.runner = self._choose_runner()
         self.plans, self.missing = _plan_units(self.aset, self.profile, self.runner, o, self.work)
         if not self.plans:
+            hint = (" (the native arm64 runners execute .pte and .tflite; --runner host runs .onnx through a Python "
+                    "on the device)" if self.runner == "native" and self.profile.platform == "android" else "")
             raise BenchError("no unit of the artifact set can run here: " + "; ".join(
-                f"{u}: {why}" for u, why in self.missing.items()), EXIT_USAGE)
+                f"{u}: {why}" for u, why in self.missing.items()) + hint, EXIT_USAGE)
         for u, why in self.missing.items():
             log.warning("unit %s skipped: %s", u, why)
 

@@ -86,7 +86,7 @@ def emulation_note(dev) -> str | None:
     ``ro.kernel.qemu=1`` (the stand-in sets it in arm64 mode) or a kernel release without ``android`` (every
     phone kernel has it) mark a stand-in; the CPU model comes from the device's ``/proc/cpuinfo``."""
     res = dev.shell("getprop ro.kernel.qemu; uname -r; uname -m", retry=True)
-    lines = (res.text.strip().splitlines() + ["", "", ""])[:3]
+    lines = (res.text.splitlines() + ["", "", ""])[:3]
     qemu, release, machine = (x.strip() for x in lines)
     if qemu != "1" and "android" in release.lower():
         return None
