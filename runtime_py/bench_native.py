@@ -57,14 +57,22 @@ def default_export_args(profile) -> list[str]:
 def resolve_artifacts(artifacts: Path | None, profile, export_args: str = "", out: Path = Path("artifacts")
                       ) -> Path:
     """``artifacts`` itself, or ``./artifacts`` when it holds a set, or that folder after exporting the profile's
-    default set into it (``export_args`` are added to the exporter's command line, e.g. ``--size 512x320``)."""
+    default set into it (``export_args`` are added to the exporter's command line, e.g. ``--size 512x320``; a
+    ``--target`` or ``--precision``/``--policy`` there replaces the profile's)."""
     if artifacts is not None:
         return Path(artifacts)
     if (out / "manifest.json").is_file():
         log.warning("no --artifacts: using the set in %s", out.resolve())
         return out
+    extra = shlex.split(export_args)
+    defaults = default_export_args(profile)            # ["--target", T, "--policy"|"--precision", P]
+    if "--target" in extra:
+        defaults = defaults[2:]
+    if "--precision" in extra or "--policy" in extra:
+        defaults = [a for i, a in enumerate(defaults) if a not in ("--policy", "--precision")
+                    and (i == 0 or defaults[i - 1] not in ("--policy", "--precision"))]
     cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "convert" / "export.py"),
-           *default_export_args(profile), *shlex.split(export_args), "--out", str(out)]
+           *defaults, *extra, "--out", str(out)]
     print(f"no --artifacts and no set in {out}: exporting the {profile.name} default set first:\n  "
           f"{' '.join(shlex.quote(c) for c in cmd)}", file=sys.stderr, flush=True)
     r = subprocess.run(cmd)

@@ -43,6 +43,16 @@ def test_no_set_exports_the_default_first(tmp_path, monkeypatch):
     assert cmd[6:10] == ["--size", "512x320", "--tile", "128"]
 
 
+def test_export_args_replace_the_profiles_choice(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bn.subprocess, "run", lambda cmd, *a, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(RuntimeError):
+        bn.resolve_artifacts(None, get_profile("pixel8"), "--precision fp32 --stages gain", out=tmp_path / "a")
+    assert calls[0][2:] == ["--target", "tflite", "--precision", "fp32", "--stages", "gain", "--out",
+                            str(tmp_path / "a")]
+
+
 def test_failed_export_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setattr(bn.subprocess, "run", lambda cmd, *a, **kw: subprocess.CompletedProcess(cmd, 1))
     with pytest.raises(RuntimeError, match="export for galaxy-s24 failed .*convert/export.py --target executorch"):
