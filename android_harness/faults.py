@@ -13,6 +13,11 @@ class HarnessError(RuntimeError):
     """Base class of every error raised by ``android_harness``."""
 
 
+class DeviceMismatch(RuntimeError):
+    """The connected device is not the one the profile describes (or several / none match). A usage error, not a
+    device fault, hence not a :class:`HarnessError` (``runtime_py.devices`` re-exports it)."""
+
+
 class DeviceNotFound(HarnessError):
     """Nothing answers at the device address / serial."""
 

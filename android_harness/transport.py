@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from isp.atomic import replace_path
 from android_harness.faults import (
     CommandTimeout,
     DeviceLost,
@@ -287,18 +288,13 @@ class AdbShellTransport:
         from adb_shell import exceptions as ax
 
         dev = self._device(f"pull {remote}")
-        local = Path(local)
-        tmp = local.with_name(local.name + f".part-{os.getpid()}")
         try:
-            dev.pull(remote, str(tmp))
-            os.replace(tmp, local)
+            replace_path(local, lambda tmp: dev.pull(remote, str(tmp)))
         except (ax.AdbCommandFailureException, ax.DevicePathInvalidError) as exc:
             raise TransferFailed(self.serial, f"pull {remote}", str(exc)) from exc
         except (OSError, EOFError, ax.AdbConnectionError, ax.AdbTimeoutError, ax.TcpTimeoutException,
                 ax.InvalidResponseError, ax.InvalidCommandError, ax.InvalidChecksumError) as exc:
             raise self._lost(f"pull {remote}", exc) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -479,9 +475,7 @@ class AdbClientTransport:
             self.shell(f"chmod 755 {shlex.quote(remote)}", timeout_s=30)
 
     def pull(self, remote: str, local: Path) -> None:
-        local = Path(local)
-        tmp = local.with_name(local.name + f".part-{os.getpid()}")
-        try:
+        def fetch(tmp: Path) -> None:
             try:
                 proc = self._adb("pull", remote, str(tmp), timeout_s=self.io_timeout_s)
             except subprocess.TimeoutExpired as exc:
@@ -493,9 +487,7 @@ class AdbClientTransport:
                     raise TransferFailed(self.serial, f"pull {remote}", msg)
                 err = self._classify(f"pull {remote}", msg)
                 raise err if err is not None else TransferFailed(self.serial, f"pull {remote}", msg)
-            os.replace(tmp, local)
-        finally:
-            tmp.unlink(missing_ok=True)
+        replace_path(local, fetch)
 
 
 def parse_devices_l(text: str) -> list[DeviceEntry]:

@@ -20,7 +20,7 @@ upsample_fit, upsample_slice, enhance):
   ``num_threads``, the ExecuTorch threadpool), **interleaved**: ``--warmup`` rounds, then ``--repeat`` rounds in
   each of which the torch unit and every artifact run once (the order rotates from round to round), so a change of
   machine load hits all of them alike; the median per call is reported;
-* per frame: per-call median x calls per frame (tiles of the frame's tile plan, ``runtime_py.bench.calls_per_frame``:
+* per frame: per-call median x calls per frame (tiles of the frame's tile plan, ``isp.units.calls_per_frame``:
   feathered windows for ``overlap`` units, plain windows for ``tiles`` units, 1 otherwise);
 * ratio = artifact / torch (below 1: the artifact is faster), per unit and end to end (the sum over the units of a
   chain: one target and requested precision; units an int8 policy keeps in float are that chain's fp32 artifacts,
@@ -72,7 +72,6 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -80,13 +79,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from isp.units import calls_per_frame  # noqa: E402  (after the path set-up)
+from benchmarks.latency_sets import (Chain, Item, build_chains, collect_items, expand_sets,  # noqa: E402,F401
+                                     open_sets, _names)
+
 SCHEMA = "isp.export_latency/1"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: full-resolution networks the reference pipeline runs channels-last (isp.pipeline.Pipeline._full_res)
 CHANNELS_LAST_UNITS = ("denoise", "enhance")
 TOOL_DISTRIBUTIONS = ("torch", "numpy", "onnxruntime", "ai-edge-litert", "executorch", "onnx", "coremltools")
-TARGET_ORDER = ("executorch", "litert", "onnx", "coreml")
-PRECISION_ORDER = ("fp32", "fp16", "w8", "int8")
 
 
 # ------------------------------------------------------------------------------------------------------ host
@@ -102,14 +103,8 @@ def cpu_model() -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    import importlib.metadata as md
-    out = {"python": platform.python_version()}
-    for dist in TOOL_DISTRIBUTIONS:
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    from isp.versions import tool_versions as read_versions
+    return read_versions(TOOL_DISTRIBUTIONS, missing=None)
 
 
 def host_info(threads: int) -> dict[str, Any]:
@@ -117,217 +112,6 @@ def host_info(threads: int) -> dict[str, Any]:
     return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "machine": platform.machine(),
             "system": f"{platform.system()} {platform.release()}", "threads": threads,
             "loadavg_start": [round(v, 2) for v in load] if load else None, "versions": tool_versions()}
-
-
-# ------------------------------------------------------------------------------------------------------ sets
-
-@dataclass
-class Item:
-    """One distinct artifact file to time (several manifest entries with the same sha256 share one item)."""
-    key: str                                  # "<set>/<file>"
-    set_name: str
-    root: str
-    file: str
-    unit: str
-    target: str
-    precision: str
-    requested: str
-    sha256: str | None
-    runnable: bool
-    reason: str | None = None
-    aliases: list[str] = field(default_factory=list)     # other "<set>/<file>" with the same content
-
-
-def expand_sets(paths: Sequence[str | Path]) -> list[Path]:
-    """Set folders: each path that holds a manifest.json, or the sub-folders of a path that do."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "manifest.json").is_file() or (p.is_file() and p.name == "manifest.json"):
-            out.append(p if p.is_dir() else p.parent)
-            continue
-        if not p.is_dir():
-            raise FileNotFoundError(f"{p}: no such folder (expected an artifact set from python convert/export.py "
-                                    "--out DIR)")
-        subs = sorted(d for d in p.iterdir() if (d / "manifest.json").is_file())
-        if not subs:
-            raise FileNotFoundError(f"{p}: holds no manifest.json and no sub-folder with one; export a set with "
-                                    "python convert/export.py --out DIR")
-        out += subs
-    seen, unique = set(), []
-    for p in out:
-        r = p.resolve()
-        if r not in seen:
-            seen.add(r)
-            unique.append(p)
-    return unique
-
-
-def _names(sets: Sequence[Path]) -> list[str]:
-    names = [p.name or str(p) for p in sets]
-    if len(set(names)) != len(names):
-        names = [str(p) for p in sets]
-    return names
-
-
-def open_sets(paths: Sequence[Path]) -> tuple[list[Any], dict[str, Any]]:
-    """``(ArtifactSet per path, identity)``; ``ValueError`` when the sets do not share geometry / style /
-    denoiser / LUT (one torch baseline cannot serve them)."""
-    from runtime_py.artifacts import ArtifactSet
-
-    sets = [ArtifactSet.open(p) for p in paths]
-    ident = None
-    for s in sets:
-        g = s.geometry
-        me = {"geometry": {"width": g.width, "height": g.height, "tile": g.tile, "overlap": g.overlap},
-              "style": s.style, "denoiser": s.denoiser, "lut": s.lut, "weights": s.weights}
-        if ident is None:
-            ident = me
-        elif {k: v for k, v in me.items() if k != "weights"} != {k: v for k, v in ident.items() if k != "weights"}:
-            raise ValueError(f"{s.root}: {me} differs from {sets[0].root}: {ident}; benchmark sets of one geometry, "
-                             "style and denoiser together (one torch baseline)")
-    return sets, ident or {}
-
-
-def collect_items(sets: Sequence[Any], names: Sequence[str], units: Sequence[str] | None,
-                  targets: Sequence[str] | None
-                  ) -> tuple[dict[str, list[Item]], dict[tuple[str, str], Item], list[dict[str, Any]]]:
-    """``({unit: [items]}, {(set, file): item}, export failures)`` of the selected entries."""
-    from runtime_py.artifacts import normalize_target, target_family
-
-    want_targets = {normalize_target(t) for t in targets} if targets else None
-    by_unit: dict[str, list[Item]] = {}
-    by_file: dict[tuple[str, str], Item] = {}
-    by_sha: dict[tuple[str, str], Item] = {}
-    failures = []
-    for s, name in zip(sets, names):
-        for f in s.failures:
-            if units and f.get("unit") not in units:
-                continue
-            ft = normalize_target(str(f.get("target")))
-            if want_targets and ft not in want_targets and target_family(ft) not in want_targets:
-                continue
-            failures.append({"set": name, **f})
-        for a in s.artifacts:
-            if units and a.unit not in units:
-                continue
-            if want_targets and target_family(a.target) not in want_targets and a.target not in want_targets:
-                continue
-            requested = str(a.entry.get("requested_precision") or a.precision)
-            reason = a.not_runnable_reason
-            dup = by_sha.get((a.unit, a.sha256)) if a.sha256 else None
-            if dup is not None and dup.target == a.target:
-                dup.aliases.append(f"{name}/{a.file}")
-                by_file[(name, a.file)] = dup
-                continue
-            item = Item(key=f"{name}/{a.file}", set_name=name, root=str(s.root), file=a.file, unit=a.unit,
-                        target=a.target, precision=a.precision, requested=requested, sha256=a.sha256,
-                        runnable=reason is None, reason=reason)
-            by_unit.setdefault(a.unit, []).append(item)
-            by_file[(name, a.file)] = item
-            if a.sha256:
-                by_sha[(a.unit, a.sha256)] = item
-    return by_unit, by_file, failures
-
-
-@dataclass
-class Chain:
-    """One column of the table: a target and a precision label, one artifact per unit."""
-    label: str
-    target: str
-    precision: str
-    sets: list[str]
-    units: dict[str, Item]                     # unit -> item
-    missing: dict[str, str]                    # unit -> why (no artifact / export failed)
-
-
-def _policy_name(manifest: Mapping[str, Any]) -> str:
-    """The label of a set's run: its policy's name (``int8``, ``fp16``, a policy file's name), or the precision of a
-    uniform ``--precision P`` run (policy ``uniform P``)."""
-    pol = manifest.get("policy") or {}
-    name, default = str(pol.get("name") or ""), str(pol.get("default") or "fp32")
-    return default if not name or name.startswith("uniform") else name
-
-
-def build_chains(sets: Sequence[Any], names: Sequence[str], units: Sequence[str],
-                 by_file: Mapping[tuple[str, str], Item], failures: Sequence[Mapping[str, Any]],
-                 targets: Sequence[str] | None = None) -> list[Chain]:
-    """The columns: one per target and precision label.
-
-    A set exported with one policy (``--precision P`` or ``--policy P``, one folder per run as ``convert/export.py``
-    writes it) gives the chain *target P*: per unit its artifact of precision P, else the float artifact the policy
-    keeps (marked in the table). A folder into which several runs were merged also gives a chain per other
-    precision found in it, when that chain is complete there. Chains of the same target and label from several sets
-    fill each other's gaps (the first set given wins)."""
-    from runtime_py.artifacts import normalize_target, target_family
-
-    want = {normalize_target(t) for t in targets} if targets else None
-
-    def pick(cands: Sequence[Any], unit: str, label: str, unit_policy: str | None) -> Any | None:
-        mine = [a for a in cands if a.unit == unit]
-        for ok in (lambda a: a.precision == label,
-                   lambda a: str(a.entry.get("requested_precision") or "") == label and a.precision == "fp32",
-                   lambda a: unit_policy is not None and a.precision == unit_policy,
-                   lambda a: a.precision == "fp32" and label in ("fp16", "int8", "w8")):
-            hit = [a for a in mine if ok(a)]
-            if hit:
-                return hit[0]
-        return None
-
-    primary: dict[tuple[str, str], Chain] = {}
-    secondary: list[tuple[tuple[str, str], Chain]] = []
-    for s, name in zip(sets, names):
-        policy = _policy_name(s.manifest)
-        pol = s.manifest.get("policy") or {}
-        labels = [policy] + sorted({a.precision for a in s.artifacts} - {policy},
-                                   key=lambda p: PRECISION_ORDER.index(p) if p in PRECISION_ORDER else 9)
-        for target in sorted({a.target for a in s.artifacts} |
-                             {normalize_target(str(f.get("target"))) for f in s.failures}):
-            if want and target not in want and target_family(target) not in want:
-                continue
-            cands = [a for a in s.artifacts if a.target == target and (name, a.file) in by_file]
-            for label in labels:
-                chosen: dict[str, Item] = {}
-                missing: dict[str, str] = {}
-                for unit in units:
-                    unit_policy = (pol.get("units") or {}).get(unit, pol.get("default")) if label == policy else None
-                    a = pick(cands, unit, label, unit_policy)
-                    if a is not None:
-                        chosen[unit] = by_file[(name, a.file)]
-                        continue
-                    why = [str(f.get("error", "")) for f in s.failures if f.get("unit") == unit and
-                           normalize_target(str(f.get("target"))) == target and
-                           f.get("precision") in (label, unit_policy)]
-                    missing[unit] = f"export failed: {why[0]}" if why else "no artifact"
-                if not any(it.precision == label for it in chosen.values()) and label != policy:
-                    continue
-                chain = Chain(label=f"{target} {label}", target=target, precision=label, sets=[name],
-                              units=chosen, missing=missing)
-                key = (target, label)
-                if label == policy or not missing:
-                    if key in primary:
-                        _fill(primary[key], chain)
-                    else:
-                        primary[key] = chain
-                else:
-                    secondary.append((key, chain))
-    for key, chain in secondary:
-        if key in primary:
-            _fill(primary[key], chain)
-
-    def order(k: tuple[str, str]) -> tuple:
-        fam = target_family(k[0])
-        return (TARGET_ORDER.index(fam) if fam in TARGET_ORDER else 9, k[0],
-                PRECISION_ORDER.index(k[1]) if k[1] in PRECISION_ORDER else 9)
-    return [primary[k] for k in sorted(primary, key=order)]
-
-
-def _fill(into: Chain, other: Chain) -> None:
-    for unit, item in other.units.items():
-        if unit in into.missing:
-            into.units[unit] = item
-            into.missing.pop(unit)
-            if other.sets[0] not in into.sets:
-                into.sets.append(other.sets[0])
 
 
 # ---------------------------------------------------------------------------------------------------- worker
@@ -345,7 +129,7 @@ def _set_threads(threads: int, executorch: bool = True) -> None:
 
 
 def _runner_options(target: str, threads: int) -> dict[str, Any]:
-    from runtime_py.artifacts import target_family
+    from isp.units import target_family
     fam = target_family(target)
     if fam == "onnx":
         return {"intra_op_threads": threads}
@@ -371,8 +155,8 @@ def measure_unit(spec: Mapping[str, Any], progress=None) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from calibration.augment import Geometry
     from convert.units import build_unit
+    from isp.geometry import FrameGeometry
     from isp.registry import BuildConfig
     from runtime_py.artifacts import ArtifactSet
 
@@ -381,7 +165,7 @@ def measure_unit(spec: Mapping[str, Any], progress=None) -> dict[str, Any]:
     _set_threads(threads, any(str(it["target"]).startswith("executorch") for it in spec["items"]))
     ident = spec["identity"]
     g = ident["geometry"]
-    geometry = Geometry(g["width"], g["height"], g["tile"], g["overlap"])
+    geometry = FrameGeometry(g["width"], g["height"], g["tile"], g["overlap"])
     cfg = BuildConfig(Path(spec["weights"]), style=int(ident["style"]), denoiser=ident["denoiser"],
                       use_lut=bool(ident["lut"]) if ident["style"] != 0 else None)
     result: dict[str, Any] = {"unit": unit_id, "artifacts": {}}
@@ -526,17 +310,6 @@ def run_isolated(spec: Mapping[str, Any], on_progress=None, timeout_s: float | N
 
 
 # ------------------------------------------------------------------------------------------------------- run
-
-def calls_per_frame(geometry: Any, unit: str) -> int:
-    """Calls of ``unit`` for one frame (the runtime's tile plans; see ``runtime_py.bench.calls_per_frame``)."""
-    from runtime_py.artifacts import TILING
-    mode = TILING[unit]
-    if mode == "overlap":
-        return len(geometry.plan())
-    if mode == "tiles":
-        return len(geometry.plan(overlap=0))
-    return 1
-
 
 def benchmark(opts: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
@@ -809,11 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.json, report)
         print(f"\nreport: {args.json}", file=sys.stderr)
     if args.markdown:
-        from isp.jsonio import write_json_atomic  # noqa: F401 — same atomic pattern for the table
-        tmp = args.markdown.with_name(f".{args.markdown.name}.tmp")
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(table + "\n")
-        os.replace(tmp, args.markdown)
+        from isp.atomic import write_bytes_atomic
+        write_bytes_atomic(args.markdown, (table + "\n").encode())
     bad = [a for u in report["units"].values() for a in u["artifacts"].values()
            if a.get("status") not in ("ok", "not runnable here")]
     bad += [u for u in report["units"].values() if u.get("error") or u.get("crashed")]

@@ -64,19 +64,30 @@ class PeakRSS:
         self._thread.join()
 
 
+SOURCE_DNG = "astronaut_phone-a_d65_iso100.dng"
+
+
+def mirror_tiled(width: int, height: int):
+    """``(frame (height, width, 3) float32, RawImage)``: the demosaiced raw of the shipped :data:`SOURCE_DNG`
+    mirror-tiled to the size, and the decoded source (white balance, CCM, colour tags)."""
+    import numpy as np
+
+    from isp import paths
+    from isp.io.dng import read_dng
+
+    img = read_dng(paths.dng_dir() / SOURCE_DNG)
+    tile = np.concatenate([img.rgb, img.rgb[:, ::-1]], axis=1)
+    tile = np.concatenate([tile, tile[::-1]], axis=0)
+    reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1)
+    return np.tile(tile, reps)[:height, :width], img
+
+
 def synthesise(width: int, height: int):
     """(raw, illum, ccm) tensors for a width x height frame tiled from the shipped astronaut DNG."""
     import numpy as np
     import torch
 
-    from isp import paths
-    from isp.io.dng import read_dng
-
-    img = read_dng(paths.dng_dir() / "astronaut_phone-a_d65_iso100.dng")
-    tile = np.concatenate([img.rgb, img.rgb[:, ::-1]], axis=1)
-    tile = np.concatenate([tile, tile[::-1]], axis=0)
-    reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1)
-    frame = np.tile(tile, reps)[:height, :width]
+    frame, img = mirror_tiled(width, height)
     raw = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].float()
     return raw, torch.as_tensor(img.illum).float()[None], torch.as_tensor(img.ccm).float()[None]
 

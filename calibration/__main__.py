@@ -84,7 +84,7 @@ def _warn_line(message, category, filename, lineno, file=None, line=None) -> Non
 def _build(args) -> int:
     import torch
 
-    from calibration.augment import AugmentConfig, Geometry
+    from calibration.augment import AugmentConfig, Geometry  # Geometry is isp.geometry.FrameGeometry
     from calibration.sets import build_sets
 
     if args.threads:

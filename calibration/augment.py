@@ -2,10 +2,8 @@
 
 Geometry
     Exported quarter-resolution stages (gain, gtm, ltm, lut3d, chroma, gamma) run at one fixed frame size; the
-    full-resolution stages (denoise, color, upsample, enhance) run in fixed-size tiles with overlap
-    (:class:`isp.tiling.TilePlan`). :class:`Geometry` holds both; :func:`parse_size` reads ``12mp`` (4000x3000),
-    ``8mp`` (3264x2448), ``1080p`` (1920x1080) or ``WxH``. Width and height must be multiples of 4 (the quarter frame
-    is then exactly ``W/4 x H/4``) and at least :data:`isp.pipeline.MIN_SIZE`.
+    full-resolution stages (denoise, color, upsample, enhance) run in fixed-size tiles with overlap. ``Geometry``
+    (re-exported here) is :class:`isp.geometry.FrameGeometry`, with :func:`isp.geometry.parse_size`.
 
 From a DNG to a frame (all random choices come from one ``numpy.random.Generator`` per sample, so a frame is a pure
 function of the DNG and the seed; every choice is recorded in :class:`Augmentation`):
@@ -41,110 +39,22 @@ uses for DNG input, does not depend on the illuminant).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
+from isp.geometry import MIN_FRAME, SIZE_PRESETS, FrameGeometry, parse_size
 from isp.io import color_metadata as cm
-from isp.tiling import TilePlan
+
+#: the frame geometry (one class for the whole toolkit: :class:`isp.geometry.FrameGeometry`)
+Geometry = FrameGeometry
 
 __all__ = ["SIZE_PRESETS", "MIN_FRAME", "Geometry", "parse_size", "AugmentConfig", "Augmentation", "ColorInfo",
            "split_region", "draw_augmentation", "apply_augmentation", "shift_illuminant", "saturation_level"]
 
-#: named frame sizes (width, height)
-SIZE_PRESETS: dict[str, tuple[int, int]] = {"12mp": (4000, 3000), "8mp": (3264, 2448), "1080p": (1920, 1080)}
-#: smallest frame side: what the photofinishing networks accept (:data:`isp.pipeline.MIN_SIZE`)
-MIN_FRAME = 64
 #: CCT limits after a shift (K); the ColorMatrix interpolation clamps to the calibration range anyway
 CCT_LIMITS = (2000.0, 12000.0)
-
-
-# ------------------------------------------------------------------------------------------------------ geometry
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"12mp"`` | ``"8mp"`` | ``"1080p"`` | ``"WxH"`` -> ``(width, height)``; ``ValueError`` says what is wrong."""
-    s = str(text).strip().lower()
-    if s in SIZE_PRESETS:
-        return SIZE_PRESETS[s]
-    m = re.fullmatch(r"(\d+)\s*[x×*]\s*(\d+)", s)
-    if not m:
-        raise ValueError(f"frame size must be one of {', '.join(SIZE_PRESETS)} or WxH (e.g. 512x384), got {text!r}")
-    width, height = int(m.group(1)), int(m.group(2))
-    _check_frame(width, height, text)
-    return width, height
-
-
-def _check_frame(width: int, height: int, given: Any = None) -> None:
-    shown = f"{given!r} = " if given is not None and str(given) != f"{width}x{height}" else ""
-    if width % 4 or height % 4:
-        fix = f"{width - width % 4}x{height - height % 4}"
-        raise ValueError(f"frame size {shown}{width}x{height}: width and height must be multiples of 4 (the "
-                         f"quarter-resolution stages run at exactly W/4 x H/4); use e.g. {fix}")
-    if width < MIN_FRAME or height < MIN_FRAME:
-        raise ValueError(f"frame size {shown}{width}x{height}: both sides must be at least {MIN_FRAME} pixels (the "
-                         "smallest frame the photofinishing networks accept)")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Frame size of the exported stages and tile size of the full-resolution ones.
-
-    ``width x height`` (multiples of 4, >= 64): the frame; ``quarter`` is ``(width / 4, height / 4)``, the fixed
-    input size of the quarter-resolution stages. ``tile`` / ``overlap``: the windows the full-resolution stages run
-    on (:class:`isp.tiling.TilePlan`; a tile larger than the frame is clipped to it, see ``tile_shape``).
-    """
-    width: int
-    height: int
-    tile: int = 512
-    overlap: int = 32
-
-    def __post_init__(self) -> None:
-        for name in ("width", "height", "tile", "overlap"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        _check_frame(self.width, self.height)
-        if self.tile < 16:
-            raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
-        if not 0 <= self.overlap < self.tile:
-            raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({self.tile}), got {self.overlap}")
-
-    @classmethod
-    def from_size(cls, size: str, tile: int = 512, overlap: int = 32) -> "Geometry":
-        width, height = parse_size(size)
-        return cls(width, height, tile, overlap)
-
-    @property
-    def quarter(self) -> tuple[int, int]:
-        """``(width / 4, height / 4)`` of the quarter-resolution frame."""
-        return self.width // 4, self.height // 4
-
-    @property
-    def plan(self) -> TilePlan:
-        return TilePlan.make(self.height, self.width, self.tile, self.overlap)
-
-    @property
-    def tile_shape(self) -> tuple[int, int]:
-        """``(tile_h, tile_w)`` of the full-resolution windows (the tile clipped to the frame)."""
-        plan = self.plan
-        return plan.tile_h, plan.tile_w
-
-    @property
-    def tiles(self) -> list[tuple[int, int]]:
-        """Top-left ``(y0, x0)`` of every full-resolution window, row-major (the export tiling)."""
-        return [(y0, x0) for _, _, y0, x0 in self.plan.windows()]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"width": self.width, "height": self.height, "tile": self.tile, "overlap": self.overlap,
-                "quarter": list(self.quarter), "tile_shape": list(self.tile_shape), "tiles": len(self.tiles)}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Geometry":
-        return cls(d["width"], d["height"], d["tile"], d["overlap"])
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height} (quarter {self.quarter[0]}x{self.quarter[1]}), tile {self.tile}, " \
-               f"overlap {self.overlap}"
 
 
 # -------------------------------------------------------------------------------------------------- augmentation

@@ -35,18 +35,11 @@ and renamed into place only when complete, so a crash never leaves a half-writte
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import os
 import platform
 import shutil
-import struct
 import subprocess
 import time
 import uuid
-import warnings
-import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -55,11 +48,17 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from calibration.augment import (AugmentConfig, ColorInfo, Geometry, apply_augmentation, draw_augmentation,
-                                 saturation_level, split_region)
+from calibration.augment import AugmentConfig, Geometry, apply_augmentation, draw_augmentation, split_region
 from isp import paths
+from isp.atomic import publish_dir
+from isp.hashing import sha256_file
 from isp.jsonio import write_json_atomic
+from isp.versions import tool_versions as read_versions
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
+from calibration.sources import (_ROLE_ASSIGN, _ROLE_SAMPLE, _STREAM, SPLITS, Source, SourcePool,  # noqa: F401
+                                 _rng, assign_sources, find_dngs)
+from calibration.storage import NpzSpool, open_npz
+from isp.units import UNITS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "SPLITS", "ArrayPlan", "StagePlan", "Source", "SourcePool",
            "Frame", "CalibrationSet", "find_dngs", "plan_stages", "assign_sources", "capture_frame", "build_set",
@@ -68,159 +67,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "SPLITS", "ArrayPlan", "StagePla
 FORMAT = "isp-calibration-set"
 FORMAT_VERSION = 1
 KINDS = ("calib", "eval")
-SPLITS = ("auto", "sources", "regions")
-#: random streams: numpy SeedSequence keys are (seed, stream, role, index) — always four entries, because keys that
-#: differ only by trailing zeros give the same stream
-_STREAM = {"calib": 1, "eval": 2, "split": 3}
-_ROLE_ASSIGN, _ROLE_SAMPLE = 1, 2
-#: chroma's input when a 3-D LUT precedes it (pipeline order with tone edits off: ltm -> lut3d -> chroma)
-_LUT_INPUT_OVERRIDES = {("chroma", "lsrgb_ltm"): "lsrgb_lut"}
 _TOOL_DISTRIBUTIONS = ("torch", "numpy", "rawpy", "tqdm")
-
-
-# ------------------------------------------------------------------------------------------------------ sources
-
-def find_dngs(folder: str | Path) -> list[Path]:
-    """Sorted ``*.dng`` files (any case) of a folder; ``ValueError`` for a missing or DNG-less folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"DNG folder {folder} does not exist or is not a folder; pass --dngs DIR with the raw photos")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dng" and p.is_file())
-    if not files:
-        raise ValueError(f"DNG folder {folder} holds no .dng files; calibration needs at least one DNG photo "
-                         "(e.g. the samples in <shared>/data/dng)")
-    return files
-
-
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Source:
-    """A usable DNG: where it is, what it holds (no pixels; :class:`SourcePool` decodes them)."""
-    path: Path
-    sha256: str
-    shape: tuple[int, int]            # (H, W) of the decoded image
-    ccm: np.ndarray                   # (3, 3) float32 as-shot CCM
-    color: ColorInfo
-    saturation: float                 # clipping point of the normalised raw
-    cfa: str
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.name, "sha256": self.sha256, "size": list(self.shape), "cfa": self.cfa,
-                "illum": self.color.illum.tolist(), "ccm": self.ccm.tolist(), "saturation": self.saturation,
-                "color_matrices": self.color.color_matrices is not None}
-
-
-class SourcePool:
-    """Decodes DNGs (``isp.io.dng.read_dng``) once to check them, then on demand, keeping the most recent decoded
-    images in memory up to ``cache_bytes``."""
-
-    def __init__(self, files: Sequence[str | Path], cache_bytes: int = 2 << 30) -> None:
-        self.files = [Path(f) for f in files]
-        self.cache_bytes = int(cache_bytes)
-        self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
-        self.sources: list[Source] = []
-        self.skipped: list[tuple[Path, str]] = []
-
-    def _decode(self, path: Path):
-        from isp.io.dng import read_dng
-        return read_dng(path)
-
-    def probe(self) -> list[Source]:
-        """Decode every file; unreadable ones are skipped with a warning naming them. ``ValueError`` if none is
-        usable."""
-        self.sources, self.skipped = [], []
-        for path in self.files:
-            try:
-                raw = self._decode(path)
-                if min(raw.shape) < 2:
-                    raise ValueError(f"decoded image is only {raw.shape[1]}x{raw.shape[0]} pixels")
-                src = Source(path=path, sha256=_sha256(path), shape=tuple(int(v) for v in raw.shape),
-                             ccm=np.asarray(raw.ccm, dtype=np.float32), color=ColorInfo.from_raw(raw),
-                             saturation=saturation_level(raw.black_level, raw.white_level), cfa=raw.cfa)
-            except Exception as exc:  # noqa: BLE001 - any failure makes the file unusable; the message names it
-                reason = f"{type(exc).__name__}: {exc}"
-                self.skipped.append((path, reason))
-                warnings.warn(f"skipping unreadable DNG {path}: {reason}", stacklevel=2)
-                continue
-            self.sources.append(src)
-            self._remember(path, raw.rgb)
-        if not self.sources:
-            details = "; ".join(f"{p.name}: {r}" for p, r in self.skipped)
-            raise ValueError(f"no usable DNG among {len(self.files)} file(s): {details}")
-        return self.sources
-
-    def _remember(self, path: Path, rgb: np.ndarray) -> None:
-        self._cache[path] = rgb
-        self._cache.move_to_end(path)
-        while len(self._cache) > 1 and sum(a.nbytes for a in self._cache.values()) > self.cache_bytes:
-            self._cache.popitem(last=False)
-
-    def rgb(self, source: Source) -> np.ndarray:
-        """(H, W, 3) float32 decoded camera RGB of ``source``."""
-        if source.path in self._cache:
-            self._cache.move_to_end(source.path)
-            return self._cache[source.path]
-        rgb = self._decode(source.path).rgb
-        if tuple(rgb.shape[:2]) != source.shape:
-            raise RuntimeError(f"{source.path} changed while building the set (was {source.shape}, now "
-                               f"{tuple(rgb.shape[:2])})")
-        self._remember(source.path, rgb)
-        return rgb
-
-
-def _rng(seed: int, stream: str, role: int, index: int = 0) -> np.random.Generator:
-    return np.random.default_rng([int(seed), _STREAM[stream], role, int(index)])
-
-
-def assign_sources(sources: Sequence[Source], count: int, eval_count: int, seed: int, split: str = "auto"
-                   ) -> tuple[str, dict[str, list[tuple[Source, str]]]]:
-    """Which DNG (and which part of it) feeds each sample of each set: ``(split_used, {kind: [(source, part)]})``.
-
-    ``sources``: a random subset of the DNGs (about ``eval_count / (count + eval_count)`` of them, at least one,
-    never all) goes to evaluation, the rest to calibration; each set uses whole images. ``regions``: every DNG
-    feeds both sets, calibration from the first half of each image along its longer side, evaluation from the
-    second (:func:`calibration.augment.split_region`). ``auto``: ``sources`` when there are at least two DNGs,
-    else ``regions``. Without an evaluation set calibration uses all DNGs whole. Within a set, samples go round
-    robin over a seeded permutation of its DNGs.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    srcs = list(sources)
-    n = len(srcs)
-    if eval_count == 0:
-        used, parts = "none", {"calib": [(s, "all") for s in srcs], "eval": []}
-    else:
-        used = split if split != "auto" else ("sources" if n >= 2 else "regions")
-        if used == "sources":
-            if n < 2:
-                raise ValueError(f"split 'sources' needs at least 2 usable DNGs, got {n}; use split 'regions'")
-            perm = _rng(seed, "split", _ROLE_ASSIGN).permutation(n)
-            n_eval = min(n - 1, max(1, round(n * eval_count / (count + eval_count))))
-            eval_idx = sorted(int(i) for i in perm[:n_eval])
-            parts = {"calib": [(srcs[i], "all") for i in range(n) if i not in eval_idx],
-                     "eval": [(srcs[i], "all") for i in eval_idx]}
-        else:
-            parts = {"calib": [(s, "first") for s in srcs], "eval": [(s, "second") for s in srcs]}
-    out: dict[str, list[tuple[Source, str]]] = {}
-    for kind, want in (("calib", count), ("eval", eval_count)):
-        pool = parts[kind]
-        if want == 0 or not pool:
-            out[kind] = []
-            continue
-        perm = _rng(seed, kind, _ROLE_ASSIGN).permutation(len(pool))
-        out[kind] = [pool[int(perm[i % len(pool)])] for i in range(want)]
-    return used, out
 
 
 # ------------------------------------------------------------------------------------------------- stage plans
@@ -265,7 +112,9 @@ def plan_stages(lut: bool, enhance: bool = True) -> list[StagePlan]:
         def arrays(prefix: str, specs) -> tuple[ArrayPlan, ...]:
             out = []
             for k, ts in enumerate(specs):
-                source = _LUT_INPUT_OVERRIDES.get((sid, ts.name), ts.name) if lut and prefix == "input" else ts.name
+                source = ts.name
+                if lut and prefix == "input" and sid in UNITS:     # chroma reads lsrgb_lut after a 3-D LUT
+                    source = next(iter(UNITS[sid].alt_inputs.get(ts.name, ())), ts.name)
                 per = "tile" if full and _full_res_image(ts.shape) else "frame"
                 out.append(ArrayPlan(f"{prefix}_{k}", ts.name, source, per))
             return tuple(out)
@@ -338,106 +187,12 @@ def capture_frame(pipeline, plans: Sequence[StagePlan], raw: torch.Tensor, illum
     return result, out["srgb"][0].detach().to(torch.float32).cpu().numpy()
 
 
-# ------------------------------------------------------------------------------------------------------ storage
-
-class _NpzSpool:
-    """Arrays of one ``.npz`` spooled row by row into ``.npy`` memory maps, with running min/max/sum."""
-
-    def __init__(self, folder: Path, rows: Mapping[str, int]) -> None:
-        self.folder = folder
-        self.rows = dict(rows)
-        self.maps: dict[str, np.memmap] = {}
-        self.stats: dict[str, list[float]] = {}
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def put(self, key: str, start: int, values: np.ndarray) -> None:
-        values = np.asarray(values)
-        if key not in self.maps:
-            shape = (self.rows[key],) + tuple(values.shape[1:])
-            self.maps[key] = np.lib.format.open_memmap(self.folder / f"{key}.npy", mode="w+", dtype=values.dtype,
-                                                       shape=shape)
-            self.stats[key] = [np.inf, -np.inf, 0.0, 0]
-        m = self.maps[key]
-        if tuple(values.shape[1:]) != m.shape[1:] or values.dtype != m.dtype:
-            raise RuntimeError(f"{key}: row shape {values.shape[1:]} {values.dtype} differs from the first rows "
-                               f"{m.shape[1:]} {m.dtype}")
-        m[start:start + len(values)] = values
-        s = self.stats[key]
-        if values.size and values.dtype.kind == "f":
-            s[0] = min(s[0], float(values.min()))
-            s[1] = max(s[1], float(values.max()))
-            s[2] += float(values.sum(dtype=np.float64))
-            s[3] += values.size
-
-    def describe(self, key: str) -> dict[str, Any]:
-        m = self.maps[key]
-        lo, hi, total, n = self.stats[key]
-        d: dict[str, Any] = {"shape": list(m.shape), "dtype": str(m.dtype)}
-        if n:
-            d.update(min=lo, max=hi, mean=total / n)
-        return d
-
-    def write(self, target: Path) -> str:
-        """Zip the arrays (uncompressed) into ``target`` atomically; return its sha256."""
-        for key, rows in self.rows.items():
-            if key not in self.maps:
-                raise RuntimeError(f"{target.name}: array {key} was never filled")
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for key, m in self.maps.items():
-                    m.flush()
-                    zf.write(m.filename, arcname=f"{key}.npy")
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return _sha256(target)
-
-    def close(self) -> None:
-        self.maps.clear()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _open_npz(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz``: read-only memory maps for stored (uncompressed) members, loaded arrays otherwise."""
-    out: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            key = info.filename[:-4]
-            if info.compress_type != zipfile.ZIP_STORED:
-                with zf.open(info) as member:
-                    out[key] = np.lib.format.read_array(member, allow_pickle=False)
-                continue
-            fh.seek(info.header_offset)
-            local = fh.read(30)
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            fh.seek(info.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(fh)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = reader(fh)
-            if dtype.hasobject:
-                raise ValueError(f"{path}: array {key} holds Python objects; not a calibration set file")
-            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
-                                 order="F" if fortran else "C")
-    return out
-
-
 # ------------------------------------------------------------------------------------------------------ versions
 
 def tool_versions() -> dict[str, str]:
     """Versions of Python, the numerical packages, the calibration format and the repository commit."""
-    out = {"python": platform.python_version(), "calibration_format": str(FORMAT_VERSION)}
-    for dist in _TOOL_DISTRIBUTIONS:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
+    out = {"python": platform.python_version(), "calibration_format": str(FORMAT_VERSION),
+           **read_versions(_TOOL_DISTRIBUTIONS, python=False)}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO_ROOT, capture_output=True, text=True,
                                 timeout=10)
@@ -456,7 +211,7 @@ def _checkpoints(weights: Path, style: int, denoiser: str, lut: bool, enhance: b
     if enhance:
         files["enhance"] = cfg.enhancement_checkpoint
     return {k: {"file": str(p.relative_to(weights)) if p.is_relative_to(weights) else str(p),
-                "sha256": _sha256(p) if p.is_file() else None} for k, p in files.items()}
+                "sha256": sha256_file(p) if p.is_file() else None} for k, p in files.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- building
@@ -473,12 +228,7 @@ def _publish(tmp: Path, target: Path, force: bool) -> None:
     if target.exists():
         if not force:
             raise FileExistsError(f"{target} already exists; pass force=True (--force) to replace it")
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    publish_dir(tmp, target)
 
 
 def build_set(kind: str, assignments: Sequence[tuple[Source, str]], target: str | Path, *, pool: SourcePool,
@@ -508,14 +258,14 @@ def build_set(kind: str, assignments: Sequence[tuple[Source, str]], target: str 
 
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
-    spools: dict[str, _NpzSpool] = {}
+    spools: dict[str, NpzSpool] = {}
     try:
         for plan in plans:
             rows = {a.key: n * keep if a.per == "tile" else n for a in plan.arrays}
             if plan.resolution == "full":
                 rows.update(frame_index=n * keep, tile_origin=n * keep)
-            spools[plan.id] = _NpzSpool(tmp / ".spool" / plan.id, rows)
-        spools["frames"] = _NpzSpool(tmp / ".spool" / "frames", {"raw": n, "illum": n, "ccm": n, "srgb": n})
+            spools[plan.id] = NpzSpool(tmp / ".spool" / plan.id, rows)
+        spools["frames"] = NpzSpool(tmp / ".spool" / "frames", {"raw": n, "illum": n, "ccm": n, "srgb": n})
 
         samples = []
         t0 = time.perf_counter()
@@ -633,7 +383,7 @@ def build_sets(dngs: str | Path | Sequence[str | Path] | None, out: str | Path, 
     Args:
         dngs: a folder of DNGs (default ``isp.paths.dng_dir()``) or a list of files. Unreadable files are skipped
             with a warning naming them; ``ValueError`` when none is usable or the folder holds no DNG.
-        geometry: frame and tile size (:class:`calibration.augment.Geometry`).
+        geometry: frame and tile size (:class:`isp.geometry.FrameGeometry`).
         style, denoiser, weights: the reference pipeline (``Pipeline(style=..., denoiser=..., tile=geometry.tile,
             overlap=geometry.overlap)``); a prebuilt ``pipeline`` may be passed instead (it must match ``style``
             and ``denoiser``, which are recorded).
@@ -739,7 +489,7 @@ class CalibrationSet:
         """The raw arrays of ``<stage>.npz`` (``"frames"`` for frames.npz), read-only memory maps."""
         if stage not in self._arrays:
             file = self.manifest["frames"]["file"] if stage == "frames" else self._entry(stage)["file"]
-            self._arrays[stage] = _open_npz(self.root / file)
+            self._arrays[stage] = open_npz(self.root / file)
         return self._arrays[stage]
 
     # ---------------------------------------------------------------------------------------------- tensors
@@ -790,7 +540,7 @@ class CalibrationSet:
             path = self.root / file
             if not path.is_file():
                 bad.append(f"{file} is missing")
-            elif _sha256(path) != digest:
+            elif sha256_file(path) != digest:
                 bad.append(f"{file} sha256 differs from set.json")
         if bad:
             raise ValueError(f"{self.root}: calibration set is damaged: {'; '.join(bad)}; rebuild it")

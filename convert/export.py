@@ -44,13 +44,13 @@ if __package__ in (None, ""):                     # run as a script: the reposit
     sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from isp.hashing import sha256_file, sha256_path  # noqa: E402 (stdlib only; after the path fix above)
+from isp.registry import DENOISER_CAMERAS, DENOISER_SIZES  # noqa: E402
+from isp.units import COMPUTE_UNITS as _COREML_COMPUTE_UNITS  # noqa: E402
 
 __all__ = ["build_parser", "main", "ExportOptions", "UnitOutcome", "run_export", "summary_table"]
 
 TARGET_CHOICES = ("coreml", "tflite", "litert", "executorch", "onnx")
-DENOISER_SIZES = ("lite", "base", "large")
-DENOISER_CAMERAS = ("s24", "generic")
-COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
+COMPUTE_UNITS = tuple(_COREML_COMPUTE_UNITS)
 EXECUTORCH_BACKENDS = ("xnnpack", "vulkan", "coreml")
 #: fp32 artifacts that differ from the torch unit by more than this get a warning
 FP32_TOLERANCE = 1e-3
@@ -324,7 +324,8 @@ def run_export(opts: ExportOptions) -> tuple[list[UnitOutcome], dict[str, Any]]:
     import torch
     from tqdm import tqdm
 
-    from calibration.augment import Geometry, parse_size
+    from isp.geometry import FrameGeometry as Geometry
+    from isp.geometry import parse_size
     from convert import manifest as mf
     from convert.policy import load_policy
     from convert.recipes import TARGETS, canonical_target
@@ -370,9 +371,7 @@ def run_export(opts: ExportOptions) -> tuple[list[UnitOutcome], dict[str, Any]]:
             print(f"note: {calib_record['placement']['note']}", file=sys.stderr)
 
     versions = mf.versions()
-    run = mf.new_manifest(geometry={"width": width, "height": height, "quarter": [height // 4, width // 4],
-                                    "tile": geometry.tile, "overlap": geometry.overlap,
-                                    "tile_shape": list(geometry.tile_shape)},
+    run = mf.new_manifest(geometry=geometry.to_manifest(),
                           style=opts.style, lut=cfg.lut, denoiser=denoiser, weights=str(weights),
                           policy=policy.to_json(), calibration=calib_record, tool_versions=versions)
     run["policy"]["name"] = policy.name

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from convert.manifest_schema import validate
 from isp.jsonio import read_json, write_json_atomic
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "SIDECAR_SUFFIX", "IDENTITY_KEYS", "new_manifest", "artifact_key",
@@ -63,14 +64,17 @@ def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """A manifest file, or the ``manifest.json`` of a folder. ``ValueError`` for a file of another format."""
+    """A manifest file, or the ``manifest.json`` of a folder. ``ValueError`` for a file of another format or one that
+    does not fit the schema (:mod:`convert.manifest_schema`; the message names the file and the field)."""
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
     data = read_json(path, missing=f"{path}: no artifact manifest here (run python convert/export.py --out "
                                    f"{path.parent})")
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: format {got!r}, expected {FORMAT!r}")
+    validate(data, path)
     data.setdefault("artifacts", [])
     data.setdefault("failures", [])
     return data

@@ -38,16 +38,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convert.units import UNIT_ORDER, UNITS
+from isp.units import PRECISIONS, TARGET_ALIASES, TARGET_EXT
+from isp.units import TARGETS as TARGETS_ORDER
 
 __all__ = ["PRECISIONS", "TARGET_NAMES", "TARGET_ALIASES", "SCOPE_OPTION", "TargetInfo", "TARGETS", "UNSUPPORTED",
            "TARGET_UNSUPPORTED", "SCOPED_INT8", "INT8_ONLY_SCOPE", "INT8_POLICY_FLOAT", "FP16_POLICY_FLOAT", "Recipe", "RECIPES", "recipe",
            "resolve", "target_honours_scope", "canonical_target", "table_rows"]
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8")
-#: CLI name -> convert.targets module
-TARGET_ALIASES = {"tflite": "litert", "litert": "litert", "executorch": "executorch", "coreml": "coreml",
-                  "onnx": "onnx"}
-TARGET_NAMES = ("executorch", "litert", "coreml", "onnx")
+#: precisions, target names and their accepted spellings are declared once, in :mod:`isp.units`
+TARGET_NAMES = TARGETS_ORDER
 SCOPE_OPTION = "quantize_modules"
 
 
@@ -66,20 +65,20 @@ class TargetInfo:
 
 TARGETS: dict[str, TargetInfo] = {
     "executorch": TargetInfo(
-        module="executorch", ext="pte", converter="torch.export -> to_edge_transform_and_lower -> .pte",
+        module="executorch", ext=TARGET_EXT["executorch"], converter="torch.export -> to_edge_transform_and_lower -> .pte",
         quantizer={"fp32": "none", "fp16": "half() program behind float32 I/O",
                    "int8": "XNNPACKQuantizer static W8A8 (per-channel weights), torchao PT2E, calibrated",
                    "w8": "XNNPACKQuantizer dynamic (int8 weights, per-tensor dynamic activations; conv/linear)"},
         scope_api="XNNPACKQuantizer.set_module_name(name, config)", backends=("xnnpack",),
         runs_here="XNNPACK programs only (Vulkan / Core ML delegates lower but do not run on this host)"),
     "litert": TargetInfo(
-        module="litert", ext="tflite", converter="litert_torch.convert -> .tflite (serving_default signature)",
+        module="litert", ext=TARGET_EXT["litert"], converter="litert_torch.convert -> .tflite (serving_default signature)",
         quantizer={"fp32": "none", "fp16": "ai-edge-quantizer float_casting (fp16 weights)",
                    "int8": "litert-torch PT2EQuantizer W8A8, ai-edge-quantizer static_wi8_ai8 if PT2E fails",
                    "w8": "ai-edge-quantizer dynamic_wi8_afp32"},
         scope_api="PT2EQuantizer.set_module_name(name, config)", options={"int8_method": "auto"}),
     "coreml": TargetInfo(
-        module="coreml", ext="mlpackage", converter="torch.export (or jit.trace) -> coremltools.convert (mlprogram)",
+        module="coreml", ext=TARGET_EXT["coreml"], converter="torch.export (or jit.trace) -> coremltools.convert (mlprogram)",
         quantizer={"fp32": "none (FLOAT32 compute)", "fp16": "FLOAT16 compute precision",
                    "int8": "torchao PT2E with XNNPACKQuantizer annotations (W8A8), calibrated",
                    "w8": "linear_quantize_weights int8 per-channel, fp16 compute"},
@@ -87,7 +86,7 @@ TARGETS: dict[str, TargetInfo] = {
         options={"compute_units": "all", "minimum_deployment_target": "iOS17"},
         runs_here="no (Core ML predicts only on macOS; structural check)"),
     "onnx": TargetInfo(
-        module="onnx", ext="onnx", converter="torch.onnx.export(dynamo=True), opset 18",
+        module="onnx", ext=TARGET_EXT["onnx"], converter="torch.onnx.export(dynamo=True), opset 18",
         quantizer={"fp32": "none", "fp16": "convert_float_to_float16(keep_io_types=True)",
                    "int8": "onnxruntime quantize_static QDQ (per-channel int8 weights, int8 activations, MinMax)",
                    "w8": "onnxruntime quantize_dynamic (ConvInteger / MatMulInteger)"},

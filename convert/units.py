@@ -2,7 +2,8 @@
 
 A unit is a thin wrapper around a registry stage built in its export-friendly mode (LTM ``slicing="mobile"``,
 chroma ``lookup="mobile"``, gamma ``pow_mode="exp_log"``, 3-D LUT ``mode="tent"``, BGU fit / slice in the
-``"mobile"`` formulation), with the input shapes fixed by a frame :class:`~calibration.augment.Geometry`:
+``"mobile"`` formulation), with the input shapes fixed by a frame :class:`~isp.geometry.FrameGeometry` (the table itself
+is :mod:`isp.units`):
 
 ======================  ==============================================================  =========  ==============
 unit                    inputs (shapes for a W x H frame, tile T = (th, tw))           tiling     network part
@@ -48,7 +49,7 @@ float input plus a float head over int8 features, instead of one int8 activation
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -56,62 +57,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calibration.augment import Geometry, parse_size
+from isp.geometry import FrameGeometry, parse_size
 from isp.registry import STAGE_ORDER, BuildConfig, get_stage
 from isp.stages import upsample as up
+from isp.units import GRID_COEFFS, NAFNET_BODY, STAGE_UNITS, UNIT_ORDER, UNITS, UnitSpec, unit_shapes, units_for
 
 __all__ = ["UNIT_ORDER", "NAFNET_BODY", "UnitSpec", "UNITS", "STAGE_UNITS", "Geometry", "parse_size", "ExportUnit",
            "build_unit", "units_for", "expand_stages", "slice_window_size", "slice_operands", "SliceUnit",
            "slice_tiles", "synthetic_image"]
 
-UNIT_ORDER = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
-              "upsample_slice", "enhance")
-#: stage id -> the units that export it (``upsample`` is fit + slice, with the 1/4 downscale in front)
-STAGE_UNITS = {s: (s,) for s in STAGE_ORDER} | {"upsample": ("downsample", "upsample_fit", "upsample_slice")}
-GRID_COEFFS = 12                     # 3x4 affine transform per BGU cell
-#: the int8 part of a NAFNet unit (``isp.stages.nafnet.NAFNet`` held at ``stage.net``): everything between the
-#: 3-channel stem and head convolutions, without the skip additions and the global residual (module docstring)
-NAFNET_BODY = tuple(f"stage.net.{m}" for m in ("encoders", "downsamplers", "middle", "upsamplers", "decoders"))
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    """One row of the export table: names, tiling, where its network is, the stage modes it is built with."""
-    id: str
-    stage: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    tiling: str                                   # "overlap" | "tiles" | "frame" | "quarter"
-    network: tuple[str, ...] | None = None        # submodules holding the network; None = the whole unit
-    mode: dict[str, str] = field(default_factory=dict)     # export-friendly constructor flags of the stage
-    lut_only: bool = False
-
-
-UNITS: dict[str, UnitSpec] = {u.id: u for u in (
-    UnitSpec("denoise", "denoise", ("raw",), ("denoised_raw",), "overlap", network=NAFNET_BODY),
-    UnitSpec("color", "color", ("denoised_raw", "illum", "ccm"), ("lsrgb",), "tiles", network=()),
-    UnitSpec("downsample", "upsample", ("lsrgb",), ("lsrgb_ds",), "frame", network=()),
-    UnitSpec("gain", "gain", ("lsrgb_ds",), ("lsrgb_gain", "gain_param"), "quarter", network=("stage.net",)),
-    UnitSpec("gtm", "gtm", ("lsrgb_gain",), ("lsrgb_gtm", "gtm_param"), "quarter", network=("stage.net",)),
-    UnitSpec("ltm", "ltm", ("lsrgb_gain", "lsrgb_gtm"), ("lsrgb_ltm", "ltm_param"), "quarter",
-             network=("stage.guidance", "stage.grid"), mode={"slicing": "mobile"}),
-    UnitSpec("lut3d", "lut3d", ("lsrgb_ltm",), ("lsrgb_lut",), "quarter", network=(), mode={"mode": "tent"},
-             lut_only=True),
-    UnitSpec("chroma", "chroma", ("lsrgb_ltm",), ("processed_lsrgb", "chroma_lut_param"), "quarter",
-             network=("stage.net",), mode={"lookup": "mobile"}),
-    UnitSpec("gamma", "gamma", ("processed_lsrgb",), ("gamma_out", "gamma_param"), "quarter",
-             network=("stage.net",), mode={"pow_mode": "exp_log"}),
-    UnitSpec("upsample_fit", "upsample", ("lsrgb_ds", "gamma_out"), ("bgu_grid",), "quarter", network=(),
-             mode={"mode": "mobile"}),
-    UnitSpec("upsample_slice", "upsample", ("lsrgb", "grid_window", "interp_y", "interp_xt"), ("srgb_upsampled",),
-             "tiles", network=(), mode={"mode": "mobile"}),
-    UnitSpec("enhance", "enhance", ("srgb_upsampled",), ("srgb",), "overlap", network=NAFNET_BODY),
-)}
-
-
-def units_for(lut: bool) -> list[str]:
-    """Unit ids of a pipeline in order (``lut3d`` only for ``-lut`` styles)."""
-    return [u for u in UNIT_ORDER if lut or not UNITS[u].lut_only]
+#: the frame geometry (:class:`isp.geometry.FrameGeometry`; the unit table itself is :mod:`isp.units`)
+Geometry = FrameGeometry
 
 
 def expand_stages(text: str | Sequence[str], lut: bool) -> list[str]:
@@ -153,8 +109,7 @@ def slice_window_size(geometry: Geometry) -> tuple[int, int]:
     its last (:func:`isp.stages.upsample._slice_window`); the nodes come from the same position and tent helpers.
     """
     th, tw = geometry.tile_shape
-    qw, qh = geometry.quarter
-    gh, gw, _ = up.grid_shape(qh, qw)
+    _gd, gh, gw = geometry.grid
 
     def widest(n_full: int, n_tile: int, n_cells: int) -> int:
         lo, hi, _wlo, _whi = up._tent(up._slice_positions(0, n_full, n_full, n_cells, np.float32), n_cells)
@@ -386,18 +341,17 @@ class ExportUnit:
                 t = _SYNTH_CCM.clone()
             elif name == "lsrgb_gain":
                 t = synthetic_image(shape, s, scale=1.4)
-            elif name in ("grid_window", "interp_y", "interp_xt"):
+            elif name in self.spec.windowed:
                 continue
             else:
                 t = synthetic_image(shape, s)
             out.append(t.float())
-        if self.id == "upsample_slice":
+        if self.spec.windowed:
             out += list(self._slice_example(seed))
         return tuple(out)
 
     def _slice_example(self, seed: int) -> tuple[torch.Tensor, ...]:
-        qw, qh = self.geometry.quarter
-        gh, gw, _ = up.grid_shape(qh, qw)
+        _gd, gh, gw = self.geometry.grid
         grid = _synthetic_grid((gh, gw), seed)
         y0, x0 = self.geometry.tiles[-1]
         return slice_operands(grid, (y0, x0), self.geometry.tile_shape,
@@ -468,47 +422,28 @@ def build_unit(unit_id: str, cfg: BuildConfig, geometry: Geometry) -> ExportUnit
     spec = UNITS[unit_id]
     if spec.lut_only and not cfg.lut:
         raise ValueError(f"unit {unit_id} exists only for the -lut styles; style {cfg.style} has no 3-D LUT")
-    th, tw = geometry.tile_shape
-    qw, qh = geometry.quarter
-    tile, quarter = (1, 3, th, tw), (1, 3, qh, qw)
-    gh, gw, gd = up.grid_shape(qh, qw)
     input_names, output_names = spec.inputs, spec.outputs
-    window = None
+    window = slice_window_size(geometry) if spec.windowed else None
     if unit_id == "chroma" and cfg.lut:
-        input_names = ("lsrgb_lut",)
+        input_names = spec.alt_inputs["lsrgb_ltm"]
+    shapes_in, shapes_out = unit_shapes(unit_id, geometry, window)
 
     if unit_id in ("denoise", "enhance"):
         module = StageUnit(_stage_build(spec.stage, cfg))
-        shapes_in, shapes_out = (tile,), (tile,)
         ref = lambda: _as_tuple(module.stage)                                        # noqa: E731
-    elif unit_id == "color":
-        module = StageUnit(_stage_build("color", cfg))
-        shapes_in, shapes_out = (tile, (1, 3), (1, 3, 3)), (tile,)
-        ref = lambda: _as_tuple(_stage_build("color", cfg))                          # noqa: E731
     elif unit_id == "downsample":
         module = DownsampleUnit()
-        shapes_in, shapes_out = ((1, 3, geometry.height, geometry.width),), (quarter,)
         ref = lambda: _as_tuple(up.downsample)                                       # noqa: E731
-    elif unit_id in ("gain", "gtm", "ltm", "lut3d", "chroma", "gamma"):
-        module = StageUnit(_stage_build(spec.stage, cfg, **spec.mode))
-        n_in = len(spec.inputs)
-        shapes_in = (quarter,) * n_in
-        shapes_out = {"gain": (quarter, (1, 1, 1, 1)), "gtm": (quarter, (1, 3)),
-                      "ltm": (quarter, (1, 5, qh, qw)), "lut3d": (quarter,),
-                      "chroma": (quarter, (1, 2, 24, 24)), "gamma": (quarter, (1, 1, 1, 1))}[unit_id]
-        stage = spec.stage
-        ref = lambda: _as_tuple(_stage_build(stage, cfg))                            # noqa: E731
     elif unit_id == "upsample_fit":
         module = FitUnit()
-        shapes_in, shapes_out = (quarter, quarter), ((1, GRID_COEFFS, gd, gh, gw),)
         ref = lambda: _as_tuple(_stage_build("upsample", cfg).fit)                   # noqa: E731
-    else:  # upsample_slice
-        window = slice_window_size(geometry)
-        module = SliceUnit(window, gd)
-        r, c = window
-        shapes_in = (tile, (1, GRID_COEFFS, gd, r, c), (th, r), (c, tw))
-        shapes_out = (tile,)
+    elif unit_id == "upsample_slice":
+        module = SliceUnit(window, geometry.grid[0])
         ref = lambda: _as_tuple(lambda lsrgb, grid: up.bgu_slice_reference(grid, lsrgb))   # noqa: E731
+    else:  # color and the quarter-frame stages: the stage in its export mode
+        module = StageUnit(_stage_build(spec.stage, cfg, **spec.mode))
+        stage = spec.stage
+        ref = lambda: _as_tuple(_stage_build(stage, cfg))                            # noqa: E731
     return ExportUnit(spec=spec, module=module.eval(), geometry=geometry, cfg=cfg, input_names=tuple(input_names),
                       output_names=tuple(output_names), input_shapes=tuple(tuple(s) for s in shapes_in),
                       output_shapes=tuple(tuple(s) for s in shapes_out), reference_factory=ref, window=window)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from isp.units import chain_tensors
+
 __all__ = ["GoldenCase", "load_golden", "find_golden_files", "TENSOR_KEYS", "META_KEYS"]
 
-#: every tensor a golden file must carry, in pipeline order
-TENSOR_KEYS = ("raw", "illum", "ccm", "denoised_raw", "lsrgb", "lsrgb_ds", "gain_param", "lsrgb_gain", "gtm_param",
-               "lsrgb_gtm", "ltm_param", "lsrgb_ltm", "chroma_lut_param", "processed_lsrgb", "gamma_param",
-               "gamma_out", "srgb_upsampled", "srgb")
+#: every tensor a golden file must carry, in pipeline order: the inputs, then what the reference render produces
+TENSOR_KEYS = ("raw", "illum", "ccm", *chain_tensors(params=True, lut=False))
 META_KEYS = ("style_id", "denoiser")
 OPTIONAL_META = ("cfa", "source", "crop")
 

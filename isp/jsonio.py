@@ -3,13 +3,12 @@ or a full disk never leaves a half-written report. Non-finite floats become ``nu
 :func:`read_json`: a JSON input file whose problems are a one-line ``ValueError``."""
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from isp.atomic import write_bytes_atomic
 
 __all__ = ["write_json_atomic", "to_jsonable", "read_json"]
 
@@ -31,26 +30,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; reports are ordinary files
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(to_jsonable(payload), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise OSError(exc.errno, f"{path}: disk full while writing the report; nothing was written") from exc
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """``payload`` as indented JSON (:func:`to_jsonable`), written with :func:`isp.atomic.write_bytes_atomic`."""
+    return write_bytes_atomic(path, json.dumps(to_jsonable(payload), indent=1).encode(), what="the report ")
 
 
 def read_json(path: str | Path, *, what: str = "", missing: str | None = None) -> Any:

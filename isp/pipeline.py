@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 import torch
 
@@ -281,13 +281,21 @@ class Pipeline:
     @torch.inference_mode()
     def run(self, raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor, edits: Edits = Edits(),
             progress: Callable[[str], None] | None = None,
-            tile_progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+            tile_progress: Callable[[int], None] | None = None,
+            awb: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+            keep: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Render ``raw`` (B, 3, H, W) in [0, 1] with white balance ``illum`` (B, 3) and ``ccm`` (B, 3, 3).
 
         Returns every intermediate under its golden-file name; the final image is ``out["srgb"]``.
-        ``progress(step)`` is called as each step starts: denoise, color, downsample, gain, gtm, ltm, chroma
+        ``progress(step)`` is called as each step starts: denoise, [awb,] color, downsample, gain, gtm, ltm, chroma
         (with tone edits and the 3-D LUT), gamma, upsample, enhance (with sharpening); a style mix reports its whole
-        photofinishing as one step.
+        photofinishing as one step. ``keep``: return only these names, and let go of the full-resolution
+        intermediates outside it as soon as they are consumed (``keep={"srgb"}`` renders a 12 MP frame with ~300 MB
+        less at its peak); default: everything.
+
+        ``awb(noisy_raw, denoised_raw) -> (illum (B, 3), ccm (B, 3, 3))`` replaces ``illum``/``ccm`` with an estimate
+        (:mod:`isp.awb`); it sees the raw after the exposure edit, as the official pipeline's AWB does. The values
+        used are returned as ``out["illum"]`` and ``out["ccm"]``.
         """
         self.check_inputs(raw, illum, ccm)
         say = progress or (lambda _s: None)
@@ -296,9 +304,16 @@ class Pipeline:
         say("denoise")
         den = self._full_res(self.denoise, x, tile_progress) if edits.denoise > 0 else x
         out["denoised_raw"] = den
+        if awb is not None:
+            say("awb")
+            illum, ccm = awb(x, den)
+        out["illum"], out["ccm"] = illum, ccm
         den = _lerp(x, den, edits.denoise)
         say("color")
         lsrgb = self.color(den, illum, ccm)
+        del den
+        if keep is not None and "denoised_raw" not in keep:
+            del out["denoised_raw"]
         if edits.luma_denoise or edits.chroma_denoise:
             lsrgb = ycbcr_to_rgb(luma_chroma_denoise(rgb_to_ycbcr(lsrgb), edits.luma_denoise, edits.chroma_denoise))
         out["lsrgb"] = lsrgb
@@ -313,6 +328,10 @@ class Pipeline:
         say("upsample")
         up = self.upsample(lsrgb, pf["lsrgb_ds"], pf["gamma_out"])
         out["srgb_upsampled"] = up
+        del lsrgb
+        for name in ("lsrgb", "srgb_upsampled"):
+            if keep is not None and name not in keep:
+                del out[name]
         say("enhance")
         if self.enhance is not None and edits.enhance > 0:
             srgb = _lerp(up, self._full_res(self.enhance, up, tile_progress), edits.enhance)
@@ -321,4 +340,4 @@ class Pipeline:
         if edits.sharpening:
             srgb = sharpen(srgb, edits.sharpening)
         out["srgb"] = srgb
-        return out
+        return out if keep is None else {k: v for k, v in out.items() if k in keep}

@@ -26,10 +26,18 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["BuildConfig", "TensorSpec", "StageSpec", "STAGE_ORDER", "get_stage", "all_stages", "build_stage"]
+__all__ = ["BuildConfig", "TensorSpec", "StageSpec", "STAGE_ORDER", "AUX_STAGES", "get_stage",
+           "all_stages", "build_stage"]
 
 #: pipeline order; ``lut3d`` is only present for the ``-lut`` photofinishing checkpoints
 STAGE_ORDER = ("denoise", "color", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample", "enhance")
+#: stages outside the raw-to-sRGB chain, run on demand: stage id -> module in isp.stages (a module with several
+#: stages has ``SPECS = {id: spec}`` instead of ``SPEC``)
+AUX_STAGES: dict[str, str] = {
+    "awb": "awb", "awb_pref": "awb_pref",                      # auto white balance, user-preference mapping
+    "linearize": "linearize",                                  # sRGB -> raw (CIE XYZ Net)
+    "raw_jpeg_encode": "raw_jpeg", "raw_jpeg_decode": "raw_jpeg",   # raw stored inside the output JPEG
+}
 
 DENOISER_CAMERAS = ("s24", "generic")
 DENOISER_SIZES = ("lite", "base", "large")
@@ -50,6 +58,8 @@ class BuildConfig:
     use_lut: bool | None = None
     ltm_refine: bool = False          # multi-scale LTM + bilateral-solver refinement (supp. Sec. A-B.1)
     solver_iters: int = 80
+    awb: str = "c5"                   # AWB model of the awb stage: "c5" or "s24-<variant>" (isp.stages.awb)
+    raw_quality: int = 95             # JPEG quality of the raw-JPEG adapter checkpoint (25, 50, 75, 95)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", Path(self.weights))
@@ -120,10 +130,11 @@ _CACHE: dict[str, StageSpec] = {}
 
 
 def get_stage(stage_id: str) -> StageSpec:
-    if stage_id not in STAGE_ORDER:
-        raise KeyError(f"unknown stage {stage_id!r}; stages are {', '.join(STAGE_ORDER)}")
+    if stage_id not in STAGE_ORDER and stage_id not in AUX_STAGES:
+        raise KeyError(f"unknown stage {stage_id!r}; stages are {', '.join(STAGE_ORDER + tuple(AUX_STAGES))}")
     if stage_id not in _CACHE:
-        _CACHE[stage_id] = importlib.import_module(f"isp.stages.{stage_id}").SPEC
+        module = importlib.import_module(f"isp.stages.{AUX_STAGES.get(stage_id, stage_id)}")
+        _CACHE[stage_id] = module.SPECS[stage_id] if hasattr(module, "SPECS") else module.SPEC
     return _CACHE[stage_id]
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import torch
 
-__all__ = ["TilePlan", "tile_starts", "run_tiled"]
+__all__ = ["TilePlan", "tile_starts", "run_tiled", "feather_weights"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -123,3 +123,23 @@ def run_tiled(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, tile: int 
         if progress is not None:
             progress(1)
     return out / weight
+
+
+def feather_weights(plan: TilePlan, dtype=torch.float32, device=None
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The separable stitch weights of :func:`run_tiled` for a plan: ``(wy, wx, sum_y, sum_x)``.
+
+    Window ``(i, j)`` is weighted ``wy[i][:, None] * wx[j][None, :]``; the total weight at ``(y, x)`` is
+    ``sum_y[y] * sum_x[x]`` (the sum over windows of a product of per-axis weights factorises), so a streaming
+    stitcher needs no full-frame weight map.
+    """
+    ys, xs = plan.ys, plan.xs
+    wy = [_ramp(plan.tile_h, ys, i, dtype, device) for i in range(len(ys))]
+    wx = [_ramp(plan.tile_w, xs, j, dtype, device) for j in range(len(xs))]
+    sum_y = torch.zeros(plan.height, dtype=dtype, device=device)
+    sum_x = torch.zeros(plan.width, dtype=dtype, device=device)
+    for y0, w in zip(ys, wy):
+        sum_y[y0:y0 + plan.tile_h] += w
+    for x0, w in zip(xs, wx):
+        sum_x[x0:x0 + plan.tile_w] += w
+    return wy, wx, sum_y, sum_x

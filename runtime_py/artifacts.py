@@ -38,9 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from isp.geometry import FrameGeometry
 from isp.hashing import sha256_path as file_sha256  # the digest the manifests record (re-exported)
-from isp.stages.upsample import GRID_DEPTH, grid_shape
-from isp.tiling import TilePlan
+from isp.units import PRECISIONS, QUARTER_UNITS, TARGETS, TILED_UNITS, UNIT_ORDER
+from isp.units import UNITS as UNIT_SPECS
+from isp.units import normalize_precision as _normalize_precision
+from isp.units import normalize_target, target_family, unit_shapes, units_for, window_of
 
 __all__ = ["FORMAT", "UNITS", "TILED_UNITS", "QUARTER_UNITS", "UNIT_IO", "TARGETS", "RUNNABLE_TARGETS",
            "PRECISIONS", "DEFAULT_PREFER", "ORT_INT8_MODES", "FrameGeometry", "Artifact", "ArtifactSet", "Selection",
@@ -50,44 +53,23 @@ __all__ = ["FORMAT", "UNITS", "TILED_UNITS", "QUARTER_UNITS", "UNIT_IO", "TARGET
 
 FORMAT = "isp-artifacts/1"
 
+# Views of the unit table (isp.units), kept under their old names for the runtime's readers.
 #: execution order (docs/EXPORT_DESIGN.md); ``lut3d`` only for ``-lut`` styles
-UNITS = ("denoise", "color", "downsample", "gain", "gtm", "ltm", "lut3d", "chroma", "gamma", "upsample_fit",
-         "upsample_slice", "enhance")
+UNITS = UNIT_ORDER
 #: unit -> how it covers the frame: ``overlap`` (feathered tiles), ``tiles`` (plain tiles), ``frame``, ``quarter``
-TILING = {"denoise": "overlap", "color": "tiles", "downsample": "frame", "gain": "quarter", "gtm": "quarter",
-          "ltm": "quarter", "lut3d": "quarter", "chroma": "quarter", "gamma": "quarter", "upsample_fit": "quarter",
-          "upsample_slice": "tiles", "enhance": "overlap"}
-TILED_UNITS = tuple(u for u in UNITS if TILING[u] in ("overlap", "tiles"))
-QUARTER_UNITS = tuple(u for u in UNITS if TILING[u] == "quarter")
+TILING = {u: s.tiling for u, s in UNIT_SPECS.items()}
 #: unit -> (input names, output names), positionally; chroma may also declare ``lsrgb_lut`` as its input
-UNIT_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "denoise": (("raw",), ("denoised_raw",)),
-    "color": (("denoised_raw", "illum", "ccm"), ("lsrgb",)),
-    "downsample": (("lsrgb",), ("lsrgb_ds",)),
-    "gain": (("lsrgb_ds",), ("lsrgb_gain", "gain_param")),
-    "gtm": (("lsrgb_gain",), ("lsrgb_gtm", "gtm_param")),
-    "ltm": (("lsrgb_gain", "lsrgb_gtm"), ("lsrgb_ltm", "ltm_param")),
-    "lut3d": (("lsrgb_ltm",), ("lsrgb_lut",)),
-    "chroma": (("lsrgb_ltm",), ("processed_lsrgb", "chroma_lut_param")),
-    "gamma": (("processed_lsrgb",), ("gamma_out", "gamma_param")),
-    "upsample_fit": (("lsrgb_ds", "gamma_out"), ("bgu_grid",)),
-    "upsample_slice": (("lsrgb", "grid_window", "interp_y", "interp_xt"), ("srgb_upsampled",)),
-    "enhance": (("srgb_upsampled",), ("srgb",)),
-}
-_ALT_INPUT_NAMES = {("chroma", "lsrgb_ltm"): ("lsrgb_ltm", "lsrgb_lut")}
+UNIT_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {u: (s.inputs, s.outputs)
+                                                                for u, s in UNIT_SPECS.items()}
 
-TARGETS = ("executorch", "litert", "onnx", "coreml")
 #: targets this host runs (Core ML predicts only on macOS, and runtime_py has no predictor for it)
 RUNNABLE_TARGETS = ("executorch", "litert", "onnx")
-PRECISIONS = ("fp32", "fp16", "w8", "int8")
 DEFAULT_PREFER = ("executorch", "litert", "onnx")
+#: precision order when neither the caller nor the manifest's policy says otherwise (first = preferred)
+FALLBACK_PRECISIONS = ("fp32", "fp16", "w8", "int8")
 #: how ONNX int8 artifacts flagged by the exporter run here (see :meth:`Artifact.load_options`)
 ORT_INT8_MODES = ("emulate", "host")
 ORT_INT8_DEFAULT = "emulate"
-_TARGET_ALIASES = {"executorch": "executorch", "et": "executorch", "pte": "executorch",
-                   "litert": "litert", "tflite": "litert", "tfl": "litert",
-                   "onnx": "onnx", "ort": "onnx", "onnxruntime": "onnx",
-                   "coreml": "coreml", "mlpackage": "coreml", "mlmodel": "coreml"}
 _EXECUTORCH_HOST_BACKENDS = ("xnnpack", "portable", None, "")
 
 
@@ -101,31 +83,6 @@ class UnitMissingError(ValueError):
 
 class NotRunnableError(RuntimeError):
     """The chosen artifact cannot run on this host (Core ML on Linux, a Vulkan ExecuTorch program)."""
-
-
-def normalize_target(name: str) -> str:
-    """``tflite`` -> ``litert``, ``pte`` -> ``executorch``, ``ort`` -> ``onnx``, ...; ``ValueError`` if unknown.
-
-    A secondary ExecuTorch backend keeps its suffix (``executorch-vulkan``, as the exporter names those entries).
-    """
-    key = str(name).strip().lower()
-    family, dash, backend = key.partition("-")
-    if family not in _TARGET_ALIASES:
-        raise ValueError(f"unknown target {name!r}; expected one of {', '.join(TARGETS)} "
-                         f"(aliases: tflite, pte, ort, mlpackage)")
-    return _TARGET_ALIASES[family] + (f"-{backend}" if dash else "")
-
-
-def target_family(target: str) -> str:
-    """``executorch-vulkan`` -> ``executorch``: the runtime that loads the artifact."""
-    return target.partition("-")[0]
-
-
-def _normalize_precision(name: str) -> str:
-    key = str(name).strip().lower()
-    if key not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
-    return key
 
 
 def parse_selection(text: str) -> dict[str, tuple[str, str]]:
@@ -148,100 +105,6 @@ def add_ort_int8_arg(p) -> None:
     p.add_argument("--ort-int8", choices=ORT_INT8_MODES, default=ORT_INT8_DEFAULT,
                    help="ONNX int8 artifacts flagged by the exporter (x86 without VNNI): float Q/DQ emulation "
                         "(default) or this CPU's saturating integer kernels")
-
-
-# ----------------------------------------------------------------------------------------------------- geometry
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """The frame an artifact set was exported for: ``width x height``, the full-resolution ``tile`` and ``overlap``.
-
-    ``quarter`` is ``(H/4, W/4)`` (rows, columns) like every shape here; ``tile_shape`` is the tile clipped to the
-    frame; ``plan(overlap)`` the :class:`isp.tiling.TilePlan` of the full-resolution windows.
-    """
-
-    width: int
-    height: int
-    tile: int
-    overlap: int
-
-    def __post_init__(self) -> None:
-        for name in ("width", "height", "tile", "overlap"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"geometry {name}: expected an integer, got {v!r}")
-        if self.width < 16 or self.height < 16 or self.width % 4 or self.height % 4:
-            raise ValueError(f"geometry: width and height must be multiples of 4 and >= 16, got "
-                             f"{self.width}x{self.height}")
-        if self.tile < 1 or not 0 <= self.overlap < self.tile:
-            raise ValueError(f"geometry: need tile >= 1 and 0 <= overlap < tile, got tile {self.tile}, "
-                             f"overlap {self.overlap}")
-
-    @classmethod
-    def from_manifest(cls, g: Mapping[str, Any], where: str = "manifest") -> "FrameGeometry":
-        try:
-            geo = cls(int(g["width"]), int(g["height"]), int(g.get("tile", 512)), int(g.get("overlap", 32)))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: geometry must give width, height, tile and overlap, got {g!r}") from exc
-        q = g.get("quarter")
-        if q is not None and [int(v) for v in q] != list(geo.quarter):
-            raise ValueError(f"{where}: geometry quarter {list(q)} does not match (H/4, W/4) = {list(geo.quarter)} "
-                             f"of {geo.width}x{geo.height}")
-        return geo
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(H, W)``."""
-        return self.height, self.width
-
-    @property
-    def quarter(self) -> tuple[int, int]:
-        """``(H/4, W/4)``: the shape of every photofinishing unit."""
-        return self.height // 4, self.width // 4
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        """``(gd, gh, gw)`` of the bilateral grid ``bgu_grid (1, 12, gd, gh, gw)``."""
-        gh, gw, gd = grid_shape(*self.quarter)
-        return gd, gh, gw
-
-    @property
-    def tile_shape(self) -> tuple[int, int]:
-        plan = self.plan()
-        return plan.tile_h, plan.tile_w
-
-    def plan(self, overlap: int | None = None) -> TilePlan:
-        """Windows of the full-resolution units: feathered ``overlap`` (default the geometry's) or 0 (plain)."""
-        return TilePlan.make(self.height, self.width, self.tile, self.overlap if overlap is None else overlap)
-
-    def describe(self) -> str:
-        th, tw = self.tile_shape
-        return (f"{self.width}x{self.height} (quarter {self.quarter[1]}x{self.quarter[0]}), tile {tw}x{th}, "
-                f"overlap {self.overlap}")
-
-    def expected_io(self, unit: str) -> tuple[list[tuple | None], list[tuple | None]]:
-        """Expected input and output shapes of ``unit`` (``None`` entries are dimensions the geometry does not fix:
-        the LTM parameter grid, the slice window ``R x C``)."""
-        H, W = self.size
-        th, tw = self.tile_shape
-        qh, qw = self.quarter
-        gd, gh, gw = self.grid
-        t3, q3 = (1, 3, th, tw), (1, 3, qh, qw)
-        table: dict[str, tuple[list, list]] = {
-            "denoise": ([t3], [t3]),
-            "color": ([t3, (1, 3), (1, 3, 3)], [t3]),
-            "downsample": ([(1, 3, H, W)], [q3]),
-            "gain": ([q3], [q3, (1, 1, 1, 1)]),
-            "gtm": ([q3], [q3, (1, 3)]),
-            "ltm": ([q3, q3], [q3, (1, 5, None, None)]),
-            "lut3d": ([q3], [q3]),
-            "chroma": ([q3], [q3, (1, 2, 24, 24)]),
-            "gamma": ([q3], [q3, (1, 1, 1, 1)]),
-            "upsample_fit": ([q3, q3], [(1, 12, GRID_DEPTH, gh, gw)]),
-            "upsample_slice": ([t3, (1, 12, GRID_DEPTH, None, None), (th, None), (None, tw)], [t3]),
-            "enhance": ([t3], [t3]),
-        }
-        return table[unit]
 
 
 def _shape_ok(got: Sequence[int], want: tuple | None) -> bool:
@@ -338,7 +201,10 @@ class Artifact:
 
     def check_geometry(self, geometry: FrameGeometry) -> None:
         """``ValueError`` unless the declared I/O fits the unit's row of the export table for ``geometry``."""
-        want_in, want_out = geometry.expected_io(self.unit)
+        window = None
+        if len(self.inputs) == len(UNIT_SPECS[self.unit].inputs):
+            window = window_of(self.unit, self.input_shapes)    # the fixed slice window fixes R and C everywhere
+        want_in, want_out = unit_shapes(self.unit, geometry, window)
         want_in_names, want_out_names = UNIT_IO[self.unit]
         problems = []
         if len(self.inputs) != len(want_in):
@@ -349,16 +215,12 @@ class Artifact:
             for kind, specs, wants, names in (("input", self.inputs, want_in, want_in_names),
                                               ("output", self.outputs, want_out, want_out_names)):
                 for spec, want, name in zip(specs, wants, names):
-                    allowed = _ALT_INPUT_NAMES.get((self.unit, name), (name,))
+                    allowed = (name, *UNIT_SPECS[self.unit].alt_inputs.get(name, ()))
                     if spec["name"] not in allowed:
                         problems.append(f"{kind} {spec['name']!r} where {name!r} was expected")
                     if not _shape_ok(spec["shape"], want):
                         problems.append(f"{kind} {spec['name']!r} has shape {_fmt_shape(spec['shape'])}, the "
                                         f"geometry {geometry.describe()} needs {_fmt_shape(want)}")
-        if not problems and self.unit == "upsample_slice":
-            (_, _, _, r, c), (_, r2), (c2, _) = self.input_shapes[1], self.input_shapes[2], self.input_shapes[3]
-            if (r, c) != (r2, c2):
-                problems.append(f"grid_window window {r}x{c} does not match interp_y / interp_xt ({r2}, {c2})")
         if problems:
             raise ValueError(f"{self.path.name} ({self.label}) does not fit the set's geometry: "
                              + "; ".join(problems) + "; re-export the set")
@@ -480,7 +342,7 @@ class ArtifactSet:
     @property
     def required_units(self) -> tuple[str, ...]:
         """The units a render runs, in order (``lut3d`` only for ``-lut`` styles)."""
-        return tuple(u for u in UNITS if u != "lut3d" or self.lut)
+        return tuple(units_for(self.lut))
 
     @property
     def targets(self) -> list[str]:
@@ -560,7 +422,7 @@ class ArtifactSet:
 
 
 def _default_precision_order(policy: str | None) -> list[str]:
-    order = ["fp32", "fp16", "w8", "int8"]
+    order = list(FALLBACK_PRECISIONS)
     if policy in order:
         order.remove(policy)
         order.insert(0, policy)
@@ -602,6 +464,12 @@ class Selection(Mapping[str, Artifact]):
                                    f"{type(exc).__name__}: {exc}") from exc
         return self._runners[unit]
 
+    def release(self, *units: str) -> None:
+        """Drop the cached runners of ``units`` (all when none are named): their memory (ONNX Runtime arenas, LiteRT
+        and ExecuTorch plans) goes back; a later :meth:`runner` loads them again."""
+        for unit in units or tuple(self._runners):
+            self._runners.pop(unit, None)
+
     @property
     def precisions(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -623,7 +491,7 @@ class Selection(Mapping[str, Artifact]):
         for u, a in self._chosen.items():
             by_target.setdefault(a.target, []).append(u)
         main = max(by_target, key=lambda t: len(by_target[t]))
-        precs = "+".join(p for p in PRECISIONS[::-1] if p in self.precisions)
+        precs = "+".join(p for p in FALLBACK_PRECISIONS[::-1] if p in self.precisions)
         text = f"{main} {precs}"
         others = [f"{t}: {', '.join(us)}" for t, us in by_target.items() if t != main]
         return text + (f" (+{'; '.join(others)})" if others else "")

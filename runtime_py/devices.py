@@ -49,6 +49,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from android_harness.faults import DeviceMismatch
+from isp.units import TARGET_EXT
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Preference", "DeviceProfile", "Selection", "BUILTIN", "PLATFORMS", "TARGET_EXTENSIONS",
@@ -58,8 +61,7 @@ __all__ = ["Preference", "DeviceProfile", "Selection", "BUILTIN", "PLATFORMS", "
 
 PLATFORMS = ("android", "ios", "host")
 #: manifest ``target`` -> artifact file extension
-TARGET_EXTENSIONS = {"onnx": ".onnx", "tflite": ".tflite", "litert": ".tflite", "executorch": ".pte",
-                     "coreml": ".mlpackage"}
+TARGET_EXTENSIONS = {**{t: "." + ext for t, ext in TARGET_EXT.items()}, "tflite": ".tflite"}
 #: targets that are the same thing under two names (the exporter's CLI says ``tflite``, its target module ``litert``)
 _TARGET_ALIASES = {"litert": "tflite"}
 
@@ -68,8 +70,8 @@ class ProfileError(ValueError):
     """A profile file is malformed or a profile name is unknown (the message lists what is known)."""
 
 
-class DeviceMismatch(RuntimeError):
-    """The connected device is not the one the profile describes (or several / none match)."""
+# DeviceMismatch (the connected device is not the one the profile describes) is raised by the device openers of both
+# harnesses, so it is declared with their errors (android_harness.faults) and re-exported here.
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,96 +67,25 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from isp.jsonio import read_json
 from runtime_py import metrics as M
-from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, TILING, UNIT_IO, Artifact, ArtifactSet,
-                                  FrameGeometry, Selection, UnitMissingError, NotRunnableError, add_ort_int8_arg,
-                                  target_family)
+from isp.geometry import FrameGeometry
+from isp.units import UNITS, frame_inputs, window_of
+from runtime_py.artifacts import (PRECISIONS, RUNNABLE_TARGETS, Artifact, ArtifactSet, Selection,
+                                  UnitMissingError, NotRunnableError, add_ort_int8_arg, target_family)
+from runtime_py.drift_budgets import (CI_BUDGETS, LIMITS, METRICS, check_budgets, kind_of,  # noqa: F401
+                                     load_budgets)
+from runtime_py.drift_report import html_sections, write_reports  # noqa: F401  (re-exported)
 from runtime_py.pipeline import ArtifactPipeline, read_frame, run_unit
 
 __all__ = ["CI_BUDGETS", "LIMITS", "load_budgets", "kind_of", "EvalFrame", "Reference", "frames_from_dngs",
-           "frames_from_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
+           "frames_from_eval_set", "check_eval_set", "evaluate_unit", "end_to_end_selections", "evaluate_end_to_end",
            "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
 
 FORMAT = "isp-drift/1"
 
-#: the project's budgets (docs/EXPORT_DESIGN.md and the drift issue)
-CI_BUDGETS: dict[str, dict[str, dict[str, float]]] = {
-    "unit": {"fp32": {"psnr_min": 60.0}},
-    "end_to_end": {"fp32": {"psnr_min": 60.0}, "fp16": {"psnr_min": 45.0},
-                   "int8": {"psnr_min": 38.0, "de2000_mean_max": 1.0}},
-}
-#: budget key -> (metric of runtime_py.metrics.compare, "min" = lower bound | "max" = upper bound)
-LIMITS = {"psnr_min": ("psnr", "min"), "ssim_min": ("ssim", "min"), "de2000_mean_max": ("de2000_mean", "max"),
-          "de2000_p95_max": ("de2000_p95", "max"), "de2000_max_max": ("de2000_max", "max"),
-          "max_abs_max": ("max_abs", "max")}
-_BUDGET_CLASSES = ("fp32", "fp16", "int8", "w8")
-#: metric columns of the tables, in order
-_METRICS = ("psnr", "ssim", "de2000_mean", "de2000_p95", "de2000_max", "max_abs")
-_DISPLAY_SIDE = 512
-
-
-# ------------------------------------------------------------------------------------------------------ budgets
-
-def load_budgets(spec: str | Path | None) -> dict[str, Any] | None:
-    """``"ci"`` -> :data:`CI_BUDGETS`, ``"none"``/``None`` -> ``None``, else a JSON file of the same shape
-    (``ValueError`` saying what is wrong)."""
-    if spec is None or str(spec) == "none":
-        return None
-    if str(spec) == "ci":
-        return {"name": "ci", **json.loads(json.dumps(CI_BUDGETS))}
-    path = Path(spec)
-    data = read_json(path, what="--budget ",
-                     missing=f"--budget: expected ci, none or a JSON file, got {spec!r} (no such file)")
-    if not isinstance(data, dict) or not set(data) <= {"unit", "end_to_end", "name"} or \
-            not ({"unit", "end_to_end"} & set(data)):
-        raise ValueError(f"--budget {path}: expected {{\"unit\": {{precision: limits}}, \"end_to_end\": "
-                         f"{{class: limits}}}}, got keys {sorted(data) if isinstance(data, dict) else data!r}")
-    for part in ("unit", "end_to_end"):
-        for cls, limits in (data.get(part) or {}).items():
-            if cls not in _BUDGET_CLASSES:
-                raise ValueError(f"--budget {path}: {part}: unknown precision {cls!r}; expected "
-                                 f"{', '.join(_BUDGET_CLASSES)}")
-            if not isinstance(limits, dict):
-                raise ValueError(f"--budget {path}: {part}.{cls} must be an object of limits")
-            for key, value in limits.items():
-                if key not in LIMITS or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise ValueError(f"--budget {path}: {part}.{cls}.{key}: expected one of {', '.join(LIMITS)} "
-                                     f"with a number, got {key}={value!r}")
-    return {"name": str(data.get("name", path.name)), "unit": dict(data.get("unit") or {}),
-            "end_to_end": dict(data.get("end_to_end") or {})}
-
-
-def _violations(metrics: Mapping[str, Any], limits: Mapping[str, float]) -> list[str]:
-    out = []
-    for key, bound in limits.items():
-        name, side = LIMITS[key]
-        value = metrics.get(name)
-        if value is None:
-            continue
-        value = float(value)
-        bad = math.isnan(value) or (value < bound if side == "min" else value > bound)
-        if bad:
-            unit = " dB" if name == "psnr" else ""
-            op = "<" if side == "min" else ">"
-            out.append(f"{name} {value:.4g}{unit} {op} {bound:g}{unit}")
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------ kinds
-
-_SRGB = {"gamma_out", "srgb_upsampled", "srgb", "srgb_upsampled (sliced)"}
-_DATA = {"raw", "denoised_raw", "bgu_grid", "illum", "ccm"}
-
-
-def kind_of(name: str) -> str:
-    """The :func:`runtime_py.metrics.compare` kind of a golden tensor name."""
-    if name in _SRGB:
-        return "srgb"
-    if name in _DATA or name.endswith("_param"):
-        return "data"
-    return "linear"
-
 
 def _compare(pred: torch.Tensor, ref: torch.Tensor, name: str) -> dict[str, Any]:
     return M.compare(pred, ref, kind_of(name))
@@ -208,7 +136,7 @@ def frames_from_eval_set(cs: Any, limit: int | None = None) -> list[EvalFrame]:
     return frames
 
 
-def _check_eval_set(cs: Any, aset: ArtifactSet) -> None:
+def check_eval_set(cs: Any, aset: ArtifactSet) -> None:
     g, a = cs.geometry, aset.geometry
     if (g.width, g.height, tuple(g.tile_shape), g.overlap) != (a.width, a.height, a.tile_shape, a.overlap):
         raise ValueError(f"evaluation set {cs.root} is for {g}, the artifacts for {a.describe()}; build one with "
@@ -252,6 +180,11 @@ class Reference:
             self._frames[frame.name] = out
         return self._frames[frame.name]
 
+    def adopt(self, frame: EvalFrame, intermediates: Mapping[str, torch.Tensor]) -> None:
+        """Use ``intermediates`` (a render of ``frame`` by this reference, e.g. from a cache) instead of rendering
+        the frame again."""
+        self._frames[frame.name] = dict(intermediates)
+
     def grid(self, key: Any, lsrgb_ds: torch.Tensor, gamma_out: torch.Tensor) -> torch.Tensor:
         if key not in self._grids:
             with torch.inference_mode():
@@ -262,15 +195,8 @@ class Reference:
     def unit_io(unit: str, ref: Mapping[str, torch.Tensor], frame: EvalFrame
                 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """A unit's frame-level inputs and expected outputs from the reference intermediates."""
-        if unit == "color":
-            ins = (ref["denoised_raw"], frame.illum, frame.ccm)
-        elif unit == "chroma":
-            ins = (ref["lsrgb_lut"] if "lsrgb_lut" in ref else ref["lsrgb_ltm"],)
-        elif unit == "upsample_slice":
-            ins = (ref["lsrgb"], ref["bgu_grid"])
-        else:
-            ins = tuple(ref[n] for n in UNIT_IO[unit][0])
-        return ins, tuple(ref[n] for n in UNIT_IO[unit][1])
+        ins = frame_inputs(unit, {**ref, "illum": frame.illum, "ccm": frame.ccm})
+        return ins, tuple(ref[n] for n in UNITS[unit].outputs)
 
     @torch.inference_mode()
     def tile_output(self, unit: str, frame: EvalFrame, origin: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -302,9 +228,6 @@ def _channels_last(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------- per unit
 
-_STAGE_OF = {"upsample_slice": "upsample", "upsample_fit": None, "downsample": None}
-
-
 def _even_pick(n: int, k: int | None) -> list[int]:
     if k is None or k <= 0 or k >= n:
         return list(range(n))
@@ -324,7 +247,7 @@ def _runner_call(runner: Any, stats: dict[str, float]) -> Callable[[list[torch.T
 def _row(frame: str, scope: str, output: str, metrics: Mapping[str, Any], budgeted: bool,
          tile: tuple[int, int] | None = None) -> dict[str, Any]:
     return {"frame": frame, "scope": scope, "tile": list(tile) if tile is not None else None, "output": output,
-            "budgeted": budgeted, **{k: metrics.get(k) for k in ("kind", *_METRICS, "de_space")}}
+            "budgeted": budgeted, **{k: metrics.get(k) for k in ("kind", *METRICS, "de_space")}}
 
 
 @dataclass
@@ -357,13 +280,12 @@ def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Re
         return rec
     rec["seconds"]["load"] = round(time.perf_counter() - t0, 4)
     call = _runner_call(runner, stats)
-    window = None
-    if unit == "upsample_slice":
-        s = artifact.input_shapes[1]
-        window = (int(s[3]), int(s[4]))
-    names = list(UNIT_IO[unit][1])
-    tiled = TILING[unit] in ("overlap", "tiles")
-    quarter_from_set = eval_set is not None and TILING[unit] == "quarter" and unit != "upsample_fit"
+    spec = UNITS[unit]
+    window = window_of(unit, artifact.input_shapes)
+    names = list(spec.outputs)
+    tiled = spec.tiled
+    # quarter-frame units that are a whole stage read the set's stored rows of that stage
+    quarter_from_set = eval_set is not None and spec.tiling == "quarter" and spec.stage == unit
     t_run = time.perf_counter()
     try:
         for fi, frame in enumerate(frames):
@@ -415,14 +337,15 @@ def _tile_cases(unit: str, frame: EvalFrame, info: Mapping[str, Any], reference:
         return
     from convert.units import slice_operands
 
-    stage = _STAGE_OF.get(unit, unit)
+    spec = UNITS[unit]
+    stage = spec.stage
     rows_in, rows_out = eval_set.stage_inputs(stage), eval_set.stage_outputs(stage)
     origins = eval_set.tile_origins(stage)
     picked = [i for i, (f, _y, _x) in enumerate(origins) if f == frame.index]
     for i in [picked[j] for j in _even_pick(len(picked), max_tiles)]:
         _f, y0, x0 = origins[i]
         ins = tuple(t.float() for t in rows_in[i])
-        if unit == "upsample_slice":
+        if spec.windowed:
             grid = reference.grid(("eval", frame.index), ins[1], ins[2])
             ins = (ins[0], *slice_operands(grid, (y0, x0), geo.tile_shape, geo.size, *window))
         with torch.inference_mode():
@@ -432,7 +355,7 @@ def _tile_cases(unit: str, frame: EvalFrame, info: Mapping[str, Any], reference:
 
 def _worst(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k in _METRICS:
+    for k in METRICS:
         vals = [float(r[k]) for r in rows if r.get(k) is not None]
         if not vals:
             out[k] = None
@@ -522,43 +445,6 @@ def evaluate_end_to_end(name: str, selection: Selection | Exception, frames: Seq
     return rec
 
 
-# ------------------------------------------------------------------------------------------------ budgets
-
-def check_budgets(report: Mapping[str, Any], budgets: Mapping[str, Any] | None) -> list[str]:
-    """Every violation as one line naming the unit (or chain), target, precision, metric and where."""
-    if budgets is None:
-        return []
-    out = []
-    for u in report["units"]:
-        who = f"unit {u['unit']} ({u['target']}/{u['precision']})"
-        if u["status"] != "ok":
-            out.append(f"{who}: {u['error']}")
-            continue
-        limits = budgets.get("unit", {}).get(u["precision"])
-        if limits is None and u["precision"] == "w8":
-            limits = budgets.get("unit", {}).get("int8")
-        if not limits:
-            continue
-        for s in u.get("summary", []):
-            if not s["budgeted"]:
-                continue
-            for v in _violations(s, limits):
-                out.append(f"{who}: {s['output']} [{s['scope']}] {v} (worst: {s['where']}; budget "
-                           f"{u['precision']})")
-    for e in report["end_to_end"]:
-        who = f"end to end {e['name']}"
-        if e["status"] != "ok":
-            out.append(f"{who}: {e['error']}")
-            continue
-        limits = budgets.get("end_to_end", {}).get(e["class"])
-        if not limits:
-            continue
-        for f in e["frames"]:
-            for v in _violations(f["srgb"], limits):
-                out.append(f"{who}: srgb {v} on {f['frame']} (budget {e['class']})")
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ the run
 
 @dataclass
@@ -600,7 +486,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
               say: Callable[[str], None] | None = None) -> DriftResult:
     """Measure a set (see the module docstring). Frames: ``dngs`` (cropped/checked with ``fit``) and/or
     ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``."""
-    from runtime_py.artifacts import normalize_target
+    from isp.units import normalize_target
 
     t_start = time.perf_counter()
     say = say or (lambda _s: None)
@@ -618,7 +504,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
     if eval_set is not None:
         from calibration import load_set
         cs = load_set(eval_set)
-        _check_eval_set(cs, aset)
+        check_eval_set(cs, aset)
         frames += frames_from_eval_set(cs, max_frames)
     if dngs:
         frames += frames_from_dngs(dngs, aset.geometry, fit)
@@ -680,9 +566,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "artifacts": str(aset.root),
-        "set": {"geometry": {"width": aset.geometry.width, "height": aset.geometry.height,
-                             "quarter": list(aset.geometry.quarter), "tile": aset.geometry.tile,
-                             "overlap": aset.geometry.overlap, "tile_shape": list(aset.geometry.tile_shape)},
+        "set": {"geometry": aset.geometry.to_manifest(),
                 "style": aset.style, "lut": aset.lut, "denoiser": aset.denoiser, "targets": aset.targets,
                 "artifacts": len(aset.artifacts), "policy": aset.manifest.get("policy")},
         "frames": [{"name": f.name, **f.source} for f in frames],
@@ -707,163 +591,10 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
 def _versions() -> dict[str, str]:
     """Python, platform and the runtime distributions (from package metadata: importing coremltools or LiteRT
     just to read a version would load TensorFlow)."""
-    import importlib.metadata
-    import platform
+    from isp.versions import tool_versions
 
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("numpy", "torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ reports
-
-def _hwc(t: torch.Tensor, name: str) -> np.ndarray:
-    """A displayable ``(H, W, 3)`` float image of a ``(1, 3, H, W)`` tensor: linear data sRGB-encoded."""
-    a = t.detach().float()[0].permute(1, 2, 0).numpy().astype(np.float64)
-    a = np.clip(a, 0.0, 1.0)
-    return M.linear_to_srgb(a) if kind_of(name) == "linear" else a
-
-
-def _heat(ref: torch.Tensor, art: torch.Tensor, name: str) -> tuple[np.ndarray, float, str]:
-    mode = "de2000" if kind_of(name) == "srgb" else "rgb"
-    err = M.error_map(art, ref, mode=mode)
-    vmax = max(float(err.max()), 1e-6)
-    return M.colorize(err, vmax), vmax, "ΔE00" if mode == "de2000" else "|ΔRGB|"
-
-
-def _fmt_where(row: Mapping[str, Any]) -> str:
-    return row.get("where", "")
-
-
-def html_sections(result: DriftResult) -> list:
-    """The page: verdict, end to end (table, chain, images, timings), per unit (table, images), not run, failures."""
-    from runtime_py.report import Budget, Legend, Section, comparison_row
-
-    rep = result.report
-    budgets = rep.get("budget") or {}
-    secs = []
-    verdict = "no budget checked" if not budgets else ("within budget" if rep["passed"] else
-                                                       f"{len(rep['violations'])} budget violation(s)")
-    g = rep["set"]["geometry"]
-    secs.append(Section(
-        heading=f"Summary: {verdict}",
-        text=(f"Artifacts {rep['artifacts']} — {g['width']}x{g['height']} (quarter {g['quarter'][1]}x"
-              f"{g['quarter'][0]}), tile {g['tile']}, overlap {g['overlap']}; style {rep['set']['style']}, "
-              f"denoiser {rep['set']['denoiser']}; targets {', '.join(rep['set']['targets'])}. Reference: "
-              f"{rep['reference']['pipeline']}. Frames: {', '.join(f['name'] for f in rep['frames'])}. Budget: "
-              f"{budgets.get('name', 'none') if budgets else 'none'}."),
-        table=[{"violation": v} for v in rep["violations"]] or None))
-    # end to end
-    e2e_rows, chain_rows, timing_rows = [], [], []
-    for e in rep["end_to_end"]:
-        if e["status"] != "ok":
-            e2e_rows.append({"chain": e["name"], "class": e["class"], "frame": "—", "status": e["error"]})
-            continue
-        limits = budgets.get("end_to_end", {}).get(e["class"]) if budgets else None
-        for f in e["frames"]:
-            s = f["srgb"]
-            bad = _violations(s, limits) if limits else []
-            e2e_rows.append({"chain": e["name"], "class": e["class"], "frame": f["frame"],
-                             **{k: s[k] for k in _METRICS}, "seconds": f["seconds"],
-                             "verdict": ("FAIL: " + "; ".join(bad)) if bad else ("ok" if limits else "—")})
-        first = e["frames"][0]
-        for n, c in first["chain"].items():
-            chain_rows.append({"chain": e["name"], "tensor": n, "kind": c["kind"], "psnr": c["psnr"],
-                               "ssim": c["ssim"], "de2000_mean": c["de2000_mean"], "max_abs": c["max_abs"]})
-        timing_rows.append({"chain": e["name"], "frame": first["frame"],
-                            **{u: t["seconds"] for u, t in first["timings"].items()}, "total": first["seconds"]})
-    rows = []
-    for name, ref, art, frame in result.e2e_images:
-        heat, vmax, unit = _heat(ref, art, "srgb")
-        rows.append(comparison_row(_hwc(ref, "srgb"), _hwc(art, "srgb"), heat, f"{name} — {frame}", vmax=vmax,
-                                   unit=unit))
-    secs.append(Section(heading="End to end: artifact pipeline vs reference (final srgb)", table=e2e_rows or None,
-                        formats={"psnr": ".2f", "ssim": ".5f", "seconds": ".2f"}, image_rows=rows,
-                        text="Worst-case budgets by chain class: " + "; ".join(
-                            f"{k}: {', '.join(f'{m} {v:g}' for m, v in lim.items())}"
-                            for k, lim in budgets.get("end_to_end", {}).items()) if budgets else None))
-    if chain_rows:
-        secs.append(Section(heading="End to end: drift along the chain (first frame)", table=chain_rows,
-                            formats={"psnr": ".2f", "ssim": ".5f"}))
-    if timing_rows:
-        secs.append(Section(heading="End to end: seconds per unit on this host (first frame)", table=timing_rows,
-                            formats={k: ".3f" for k in timing_rows[0] if k not in ("chain", "frame")}))
-    # per unit
-    unit_rows = []
-    for u in rep["units"]:
-        limits = (budgets.get("unit", {}).get(u["precision"]) if budgets else None)
-        if u["status"] != "ok":
-            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"],
-                              "output": "—", "scope": "—", "verdict": f"FAIL: {u['error']}"})
-            continue
-        for s in u["summary"]:
-            bad = _violations(s, limits) if (limits and s["budgeted"]) else []
-            runner = {"runner": "float Q/DQ emulation"} if u.get("runner_options", {}).get("optimization") == \
-                "disable" else {}
-            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"], **runner,
-                              "output": s["output"], "scope": s["scope"], "n": s["n"],
-                              **{k: s[k] for k in _METRICS}, "worst at": _fmt_where(s),
-                              "verdict": ("FAIL: " + "; ".join(bad)) if bad else
-                              ("ok" if limits and s["budgeted"] else "—")})
-    rows = []
-    by_unit: dict[str, list[_UnitImage]] = {}
-    for im in result.unit_images:
-        by_unit.setdefault(im.unit, []).append(im)
-    for ims in by_unit.values():         # one row per unit: the worst artifact in full, the others' heat maps
-        ims = sorted(ims, key=lambda im: M.psnr(im.artifact, im.reference))
-        worst = ims[0]
-        heat, vmax, unit = _heat(worst.reference, worst.artifact, worst.name)
-        row = comparison_row(_hwc(worst.reference, worst.name), _hwc(worst.artifact, worst.name), heat,
-                             f"{worst.label}: {worst.name}" + (" (worst)" if len(ims) > 1 else ""), vmax=vmax,
-                             unit=unit)
-        for im in ims[1:]:
-            heat, vmax, unit = _heat(im.reference, im.artifact, im.name)
-            row.append((f"{im.label}: {im.name}: error heat map", heat, Legend(vmax, unit)))
-        rows.append(row)
-    secs.append(Section(
-        heading="Per unit: artifact vs reference on the reference's inputs (worst case)", table=unit_rows or None,
-        formats={"psnr": ".2f", "ssim": ".5f"},
-        budgets={"psnr": Budget(min=budgets["unit"]["fp32"]["psnr_min"])}
-        if budgets and "psnr_min" in budgets.get("unit", {}).get("fp32", {}) and
-        all(u["precision"] == "fp32" for u in rep["units"]) else None,
-        image_rows=rows,
-        text=("frame = the unit over the whole frame (tiled units stitched as the pipeline does); tiles = each "
-              "tile before stitching. Linear images are shown sRGB-encoded; heat maps: ΔE00 for sRGB outputs, "
-              "|ΔRGB| otherwise, scaled to each map's maximum. bgu_grid is not budgeted (see the docs); "
-              "upsample_fit is judged by its grid sliced with the reference slicer.")))
-    if rep["not_run"]:
-        secs.append(Section(heading="Not run on this host", table=[
-            {"unit": r["unit"], "target": r["target"], "precision": r["precision"], "file": r["file"],
-             "status": r["status"],
-             "compute precision": (r.get("structural") or {}).get("compute_precision"),
-             "compute units": (r.get("structural") or {}).get("compute_units"),
-             "ops": (r.get("structural") or {}).get("op_count"),
-             "top op types": ", ".join(f"{k} {v}" for k, v in list(((r.get("structural") or {}).get("op_types")
-                                                                     or {}).items())[:6]),
-             "note": r.get("structural_error") or r.get("reason")} for r in rep["not_run"]]))
-    if rep["export_failures"]:
-        secs.append(Section(heading="Export failures recorded in the manifest", table=[
-            {k: f.get(k) for k in ("unit", "target", "precision", "error")} for f in rep["export_failures"]]))
-    if rep["reference"]["eval_set_reproducibility"]:
-        secs.append(Section(heading="Reference reproducibility (reference run vs the evaluation set's stored srgb)",
-                            table=rep["reference"]["eval_set_reproducibility"], formats={"psnr": ".2f"}))
-    return secs
-
-
-def write_reports(result: DriftResult, json_path: str | Path | None = None,
-                  html_path: str | Path | None = None) -> None:
-    """The JSON report and the HTML page (both atomic; folders created)."""
-    from runtime_py.report import write_html_report, write_json_report
-
-    if json_path is not None:
-        write_json_report(json_path, result.report)
-    if html_path is not None:
-        write_html_report(html_path, f"Drift: {Path(result.report['artifacts']).name}", html_sections(result),
-                          versions=result.report.get("versions"), max_side=_DISPLAY_SIDE)
+    return tool_versions(("numpy", "torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools"),
+                         system=True)
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 from isp.tiling import run_tiled
-from runtime_py.artifacts import TILING, UNIT_IO, UNITS, ArtifactSet, FrameGeometry, Selection
+from isp.geometry import FrameGeometry
+from isp.units import UNIT_ORDER, UNITS, calls_per_frame, frame_inputs, window_of
+from runtime_py.artifacts import ArtifactSet, Selection
 
 __all__ = ["ArtifactPipeline", "run_unit", "read_frame", "center_crop_box", "FITS"]
 
@@ -102,7 +104,7 @@ def run_unit(call: Callable[[list[torch.Tensor]], list[torch.Tensor]], unit: str
     """One unit over a whole frame, tiled as the execution table says: ``(outputs, info)``.
 
     ``call(list of input tensors) -> list of output tensors`` runs the artifact once (one tile, or the frame).
-    ``inputs`` are frame-level tensors in the unit's order (:data:`~runtime_py.artifacts.UNIT_IO`), except
+    ``inputs`` are frame-level tensors in the unit's order (:data:`isp.units.UNITS`), except
     ``upsample_slice``: ``(lsrgb (1,3,H,W), bgu_grid (1,12,16,gh,gw))``, whose per-tile operands are built here
     (:func:`convert.units.slice_operands`, zero-padded to ``window = (R, C)``). ``info``: ``seconds`` (wall) and,
     with ``keep_tiles``, ``tiles = [((y0, x0), outputs), ...]`` of the tiled units before stitching.
@@ -110,7 +112,8 @@ def run_unit(call: Callable[[list[torch.Tensor]], list[torch.Tensor]], unit: str
     tiles: list[tuple[tuple[int, int], tuple[torch.Tensor, ...]]] = []
     th, tw = geometry.tile_shape
     H, W = geometry.size
-    mode = TILING[unit]
+    spec = UNITS[unit]
+    mode = spec.tiling
     t0 = time.perf_counter()
     if mode == "overlap":
         windows = [(y0, x0) for _i, _j, y0, x0 in geometry.plan().windows()]
@@ -125,15 +128,15 @@ def run_unit(call: Callable[[list[torch.Tensor]], list[torch.Tensor]], unit: str
         outs: tuple[torch.Tensor, ...] = (run_tiled(fn, inputs[0], tile=(th, tw), overlap=geometry.overlap,
                                                     progress=tile_progress),)
     elif mode == "tiles":
-        if unit == "upsample_slice":
+        if spec.windowed:
             from convert.units import slice_operands
             if window is None:
-                raise ValueError("upsample_slice needs the grid window (R, C) of its artifact")
+                raise ValueError(f"{unit} needs the grid window (R, C) of its artifact")
         frame = inputs[0]
         out = torch.zeros(1, 3, H, W)
         for _i, _j, y0, x0 in geometry.plan(overlap=0).windows():
             tile = frame[..., y0:y0 + th, x0:x0 + tw]
-            if unit == "upsample_slice":
+            if spec.windowed:
                 extra = slice_operands(inputs[1].float(), (y0, x0), (th, tw), (H, W), *window)
             else:
                 extra = inputs[1:]
@@ -167,10 +170,10 @@ class ArtifactPipeline:
                              f"artifact for every unit of the set's style)")
         self.selection = selection
         self.geometry: FrameGeometry = selection.geometry
-        self.units = tuple(u for u in UNITS if u in selection.set.required_units)
+        self.units = tuple(u for u in UNIT_ORDER if u in selection.set.required_units)
         self.progress = progress
-        slice_in = selection["upsample_slice"].input_shapes[1]
-        self.window = (int(slice_in[3]), int(slice_in[4]))            # (R, C) of grid_window
+        #: (R, C) of the windowed unit's grid_window (upsample_slice)
+        self.window = next((window_of(u, selection[u].input_shapes) for u in self.units if UNITS[u].windowed), None)
         self.timings: dict[str, dict[str, float]] = {}
 
     @classmethod
@@ -226,12 +229,7 @@ class ArtifactPipeline:
         return outs, info
 
     def tile_count(self, unit: str) -> int:
-        mode = TILING[unit]
-        if mode == "overlap":
-            return len(self.geometry.plan())
-        if mode == "tiles":
-            return len(self.geometry.plan(overlap=0))
-        return 1
+        return calls_per_frame(self.geometry, unit)
 
     # ---------------------------------------------------------------------------------------------- run
     @torch.inference_mode()
@@ -259,10 +257,10 @@ class ArtifactPipeline:
                 say(unit)
                 ins = self._unit_inputs(unit, out, illum, ccm)
                 outs, info = self.run_unit(unit, *ins, tile_progress=tile_cb)
-                if bar is not None and TILING[unit] in ("frame", "quarter"):
+                if bar is not None and not UNITS[unit].tiled:
                     bar.update(1)
                 self.timings[unit] = {k: v for k, v in info.items() if k != "tiles"}
-                for name, t in zip(UNIT_IO[unit][1], outs):
+                for name, t in zip(UNITS[unit].outputs, outs):
                     out[name] = t
         finally:
             if bar is not None:
@@ -271,13 +269,7 @@ class ArtifactPipeline:
 
     def _unit_inputs(self, unit: str, out: Mapping[str, torch.Tensor], illum: torch.Tensor,
                      ccm: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if unit == "color":
-            return out["denoised_raw"], illum, ccm
-        if unit == "chroma":
-            return (out["lsrgb_lut"] if "lsrgb_lut" in out else out["lsrgb_ltm"],)
-        if unit == "upsample_slice":
-            return out["lsrgb"], out["bgu_grid"]
-        return tuple(out[name] for name in UNIT_IO[unit][0])
+        return frame_inputs(unit, {**out, "illum": illum, "ccm": ccm})
 
     @property
     def total_seconds(self) -> float:

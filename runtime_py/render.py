@@ -11,6 +11,10 @@ executorch, tflite, onnx), ``--precision-prefer`` (default: the set's policy for
 int8) and ``--select`` (explicit per unit, e.g. ``denoise=onnx:int8``), see :mod:`runtime_py.artifacts`. The image
 is written atomically: ``.jpg``/``.jpeg`` 8-bit, ``.png`` 16-bit. The per-unit seconds are printed.
 
+The frame is streamed through the full-resolution units (:func:`runtime_py.stream.render_streaming`: about three
+full-frame buffers, each runner released after its last use) and every runtime runs ``--threads`` threads (default:
+the CPUs this process may run on).
+
 Exit status: 0 on success, 2 for bad arguments or input (the message says what and how to fix it), 1 when an
 artifact fails while running.
 """
@@ -53,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the chosen artifacts")
     add_ort_int8_arg(p)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiling and stitching)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of every runtime (ONNX Runtime intra-op, LiteRT, ExecuTorch's pool) and torch; "
+                        "default: the CPUs this process may run on")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no timing table")
     return p
 
@@ -64,6 +70,7 @@ def render_file(args: argparse.Namespace) -> dict[str, Any]:
     from isp.io.image import write_image
     from runtime_py.artifacts import ArtifactSet, parse_selection
     from runtime_py.pipeline import ArtifactPipeline, read_frame
+    from runtime_py.stream import render_streaming, streaming_calls
 
     t0 = time.perf_counter()
     aset = ArtifactSet.open(args.artifacts)
@@ -71,26 +78,39 @@ def render_file(args: argparse.Namespace) -> dict[str, Any]:
     sel = aset.select(args.prefer, args.precision_prefer, explicit, verify=not args.no_verify,
                       ort_int8=args.ort_int8)
     raw, illum, ccm, img = read_frame(args.input, aset.geometry, args.fit)
-    pipe = ArtifactPipeline(sel, progress=not args.quiet and sys.stderr.isatty())
+    orientation, crop = img.orientation, img.crop
+    del img                                          # the decoded HWC copy: raw (1,3,H,W) is all the run needs
+    pipe = ArtifactPipeline(sel)
+    show = not args.quiet and sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+        bar = tqdm(total=streaming_calls(pipe), desc="artifact pipeline", unit="call", dynamic_ncols=True,
+                   leave=False)
     try:
-        out = pipe.run(raw, illum, ccm)
+        frame = [raw]
+        del raw                                      # render_streaming frees the frame after the denoiser
+        srgb = render_streaming(pipe, frame, illum, ccm, progress=bar.update if bar is not None else None,
+                                release=True)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as exc:  # noqa: BLE001 — a runtime failure: exit 1 with the unit named by the runner
         raise RuntimeError(f"the artifact pipeline failed: {type(exc).__name__}: {exc}") from exc
-    srgb = out["srgb"][0].permute(1, 2, 0).numpy()
+    finally:
+        if bar is not None:
+            bar.close()
     if not args.no_orientation:
-        srgb = apply_orientation(srgb, img.orientation)
-    # contiguous: isp.io.image's 16-bit PNG encoder cannot view a transposed array as bytes
-    write_image(args.output, np.ascontiguousarray(srgb), quality=args.quality)
+        srgb = np.ascontiguousarray(apply_orientation(srgb, orientation))
+    write_image(args.output, srgb, quality=args.quality)
     return {"input": str(args.input), "output": str(args.output), "selection": sel, "timings": pipe.timings,
-            "crop": img.crop, "seconds": time.perf_counter() - t0, "pipeline_seconds": pipe.total_seconds}
+            "crop": crop, "seconds": time.perf_counter() - t0, "pipeline_seconds": pipe.total_seconds,
+            "phases": dict(pipe.phases)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from runtime_py.runtimes import set_default_threads
+    torch.set_num_threads(set_default_threads(args.threads))
     from runtime_py.artifacts import NotRunnableError
     try:
         info = render_file(args)

@@ -25,13 +25,9 @@ temporary file behind. ``write_json_report`` delegates to :func:`isp.jsonio.writ
 from __future__ import annotations
 
 import base64
-import errno
 import html
 import io
 import math
-import os
-import platform
-import secrets
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +35,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from isp.atomic import write_bytes_atomic
 from isp.jsonio import write_json_atomic
+from isp.versions import tool_versions as read_versions
 from runtime_py.metrics import HEATMAP_ANCHORS
 
 __all__ = ["Budget", "Legend", "Section", "comparison_row", "render_html", "write_html_report",
@@ -93,16 +91,8 @@ class Section:
 
 def tool_versions(*modules: str) -> dict[str, str]:
     """``{"python", "platform", "numpy", "torch", ...}`` versions for the report header; extra module names are
-    looked up too (``"not installed"`` when absent)."""
-    import importlib
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("numpy", "torch", *modules):
-        try:
-            out[name] = str(getattr(importlib.import_module(name), "__version__", "unknown"))
-        except ImportError:
-            out[name] = "not installed"
-    return out
+    looked up too (distribution names; ``"not installed"`` when absent)."""
+    return read_versions(("numpy", "torch", *modules), system=True)
 
 
 def format_value(value: Any, spec: str | None = None) -> str:
@@ -319,42 +309,13 @@ def render_html(title: str, sections: Sequence[Section | Mapping[str, Any]], *,
 
 # ---------------------------------------------------------------------------------------------- writing
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = None
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            raise OSError(exc.errno, f"disk full: could not write the report {path} ({len(data)} bytes); the "
-                                     "previous file, if any, is unchanged") from exc
-        raise
-
-
 def write_html_report(path: str | Path, title: str, sections: Sequence[Section | Mapping[str, Any]], *,
                       generated: datetime | str | None = None, versions: Mapping[str, Any] | None = None,
                       max_side: int = MAX_SIDE) -> Path:
     """Render the page (:func:`render_html`) and write it atomically to ``path`` (folders created); returns it."""
     path = Path(path)
     page = render_html(title, sections, generated=generated, versions=versions, max_side=max_side)
-    _atomic_write_bytes(path, page.encode("utf-8"))
+    write_bytes_atomic(path, page.encode("utf-8"), what="the report ")
     return path
 
 

@@ -58,3 +58,14 @@ def golden_cases(golden_files):
 @pytest.fixture(scope="session")
 def dng_files(shared_root):
     return sorted(paths.dng_dir().glob("*.dng"))
+
+
+@pytest.fixture(scope="session")
+def golden_ext(shared_root):
+    """``golden_ext("lin_")``: the files of one kind in ``shared/golden_ext`` (the test skips when there are none)."""
+    def files(prefix: str):
+        found = sorted((shared_root / "golden_ext").glob(f"{prefix}*.npz"))
+        if not found:
+            pytest.skip(f"no {prefix}*.npz golden files in {shared_root / 'golden_ext'}")
+        return found
+    return files

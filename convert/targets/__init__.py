@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from isp.units import TARGET_EXT
+
 from .base import (PRECISIONS, BackendReport, ExportError, ExportRequest, ExportResult, OpCoverage,
                    UnsupportedExportError, verify)
 
 __all__ = ["TARGETS", "PRECISIONS", "get_target", "export", "verify", "ExportRequest", "ExportResult",
            "OpCoverage", "BackendReport", "ExportError", "UnsupportedExportError"]
 
-#: target name -> module under convert.targets; artifact extension
-TARGETS = {"executorch": "pte", "litert": "tflite", "coreml": "mlpackage", "onnx": "onnx"}
+#: target name -> module under convert.targets; artifact extension (isp.units.TARGET_EXT)
+TARGETS = {t: TARGET_EXT[t] for t in ("executorch", "litert", "coreml", "onnx")}
 
 
 def get_target(name: str) -> ModuleType:

@@ -21,12 +21,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib.metadata
 import math
-import os
-import shutil
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from isp.atomic import replace_path
+from isp.metrics import psnr as _psnr
+from isp.units import PRECISIONS
+from isp.versions import tool_versions as read_versions
+
 __all__ = [
     "PRECISIONS", "TOOL_DISTRIBUTIONS", "ExportRequest", "ExportResult", "OpCoverage", "BackendReport",
     "ExportError", "UnsupportedExportError", "Recorder", "artifact_path", "atomic_save", "path_size", "path_sha256",
@@ -43,9 +44,6 @@ __all__ = [
     "quantize_scope", "scope_filter", "in_scope", "short_error",
 ]
 
-#: fp32; fp16 (weights and compute in half where the runtime has it); int8 (static W8A8, calibrated);
-#: w8 (int8 weights only: dynamic-range / weight-only — each target documents which).
-PRECISIONS = ("fp32", "fp16", "int8", "w8")
 
 #: Distributions whose versions go into every result (``importlib.metadata`` names).
 TOOL_DISTRIBUTIONS = ("torch", "executorch", "torchao", "coremltools", "litert-torch", "ai-edge-litert",
@@ -299,44 +297,8 @@ def artifact_path(req: ExportRequest, target: str, ext: str) -> Path:
     return req.out_dir / f"{req.stem}_{target}_{req.precision}.{ext.lstrip('.')}"
 
 
-def atomic_save(dest: Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` with a temporary sibling path that keeps ``dest``'s suffix, then rename it onto
-    ``dest`` (a file or a directory such as ``.mlpackage``). A failed write leaves ``dest`` untouched."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = dest.with_name(f".{dest.stem}.tmp-{token}{dest.suffix}")
-    try:
-        write(tmp)
-        if not tmp.exists():
-            raise FileNotFoundError(f"the writer did not create {tmp}")
-        if tmp.is_dir():
-            old = dest.with_name(f".{dest.stem}.old-{token}{dest.suffix}")
-            if dest.exists():
-                os.replace(dest, old)
-            try:
-                os.replace(tmp, dest)
-            except BaseException:
-                if old.exists():
-                    os.replace(old, dest)
-                raise
-            if old.exists():
-                _remove(old)
-        else:
-            if dest.is_dir():
-                _remove(dest)
-            os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            _remove(tmp)
-    return dest
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
+#: write a file or folder (``.mlpackage``) atomically through a writer given a temporary path
+atomic_save = replace_path
 
 
 def path_size(p: Path) -> int:
@@ -354,13 +316,8 @@ def path_sha256(p: Path) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    out = {}
-    for dist in TOOL_DISTRIBUTIONS:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    """Versions of :data:`TOOL_DISTRIBUTIONS` (:func:`isp.versions.tool_versions`)."""
+    return read_versions(TOOL_DISTRIBUTIONS, python=False)
 
 
 # ------------------------------------------------------------------------------------------ quantizer scoping
@@ -479,14 +436,9 @@ def finish(target: str, req: ExportRequest, rec: Recorder, files: list[Path], co
 # ----------------------------------------------------------------------------------------------------- verify
 
 def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR in dB with the reference's peak-to-peak range as the signal range (1.0 if the reference is flat)."""
-    pred = np.asarray(pred, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    mse = float(np.mean((pred - ref) ** 2))
-    if mse == 0.0:
-        return math.inf
-    rng = float(ref.max() - ref.min()) or 1.0
-    return 10.0 * math.log10(rng * rng / mse)
+    """PSNR in dB with the reference's peak-to-peak range as the signal range (1.0 if the reference is flat):
+    :func:`isp.metrics.psnr` with ``data_range="reference"``."""
+    return _psnr(pred, ref, data_range="reference")
 
 
 def verify(path: Path | str, req: ExportRequest, inputs: Sequence[torch.Tensor] | None = None,
@@ -494,7 +446,7 @@ def verify(path: Path | str, req: ExportRequest, inputs: Sequence[torch.Tensor] 
     """Run the artifact on ``inputs`` (default: the example inputs) with :func:`runtime_py.runtimes.load` and
     compare every output with torch. Returns ``{"ran", "max_abs_err", "psnr_db", "per_output", "error"}``;
     ``ran`` is False (with ``error``) when the runtime cannot execute it here (e.g. Core ML on Linux)."""
-    from runtime_py.runtimes import load
+    from convert.runtimes import load
 
     inputs = tuple(inputs) if inputs is not None else req.example_inputs
     refs = req.reference_outputs(inputs)

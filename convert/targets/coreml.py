@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from isp.units import COMPUTE_UNITS  # CLI name -> coremltools.ComputeUnit member (declared once)
+
 from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path, atomic_save,
                    count_by, export_program, finish, pt2e_quantize, quantize_scope, scope_filter, short_error)
 
@@ -48,7 +50,6 @@ EXT = "mlpackage"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules)
 SUPPORTED_OPTIONS = ("compute_units", "minimum_deployment_target", "weight_threshold", "conversion_path",
                      "quantize_modules")
-COMPUTE_UNITS = {"all": "ALL", "cpu_and_ne": "CPU_AND_NE", "cpu_and_gpu": "CPU_AND_GPU", "cpu_only": "CPU_ONLY"}
 ANE_HEURISTIC = "neural-engine (heuristic: known-unsupported op types, dilation, fp32)"
 
 #: MIL op types that typically leave the Neural Engine (see the module docstring for sources).

@@ -85,7 +85,8 @@ TILE_HALO = 16
 
 
 def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = True,
-                       tile: int | None = 1024) -> np.ndarray:
+                       tile: int | None = 1024, *, clip: tuple[float, float] | None = None,
+                       dtype=np.float64, threads: int | None = None) -> np.ndarray:
     """Demosaic a Bayer mosaic with DDFAPD (Menon 2007).
 
     Args:
@@ -95,10 +96,15 @@ def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = Tr
         tile: process in ``tile`` x ``tile`` blocks with a ``TILE_HALO`` margin (rounded up to even) to bound
             memory and stay in cache; the result is bit-identical to a single pass because every block sees the
             whole neighbourhood its pixels depend on and block origins keep the CFA phase. ``None``: one pass.
+        clip: ``(lo, hi)`` to clip the float64 result to, block by block (the same values as clipping afterwards).
+        dtype: the returned array's dtype; the float64 result is cast block by block (as ``astype`` would).
+        threads: blocks demosaiced at once (numpy and scipy release the GIL in their loops, so blocks run in
+            parallel; each block is computed alone, so the result does not depend on it). Default: the CPUs this
+            process may run on.
 
     Returns:
-        (H, W, 3) float64 RGB, not clipped. Each photosite keeps its own sample in its own channel; refining only
-        changes interpolated values.
+        (H, W, 3) RGB in ``dtype`` (float64 by default), not clipped unless ``clip``. Each photosite keeps its own
+        sample in its own channel; refining only changes interpolated values.
     """
     cfa = np.asarray(cfa, dtype=np.float64)
     if cfa.ndim != 2:
@@ -106,21 +112,45 @@ def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = Tr
     if min(cfa.shape) < 3:
         raise ValueError(f"demosaic_menon2007 needs at least 3x3 pixels, got {cfa.shape}")
     bayer_masks((2, 2), pattern)                      # validates the pattern before any work
+
+    def finish(block: np.ndarray) -> np.ndarray:
+        if clip is not None:
+            np.clip(block, clip[0], clip[1], out=block)
+        return block.astype(dtype, copy=False)
+
     h, w = cfa.shape
     if tile is None or (h <= tile + 2 * TILE_HALO and w <= tile + 2 * TILE_HALO):
-        return _menon_single(cfa, pattern, refine)
+        return finish(_menon_single(cfa, pattern, refine))
     step = max(2, int(tile) // 2 * 2)
-    out = np.empty((h, w, 3), dtype=np.float64)
-    for y0 in range(0, h, step):
-        y1 = min(y0 + step, h)
+    out = np.empty((h, w, 3), dtype=dtype)
+
+    def one(y0: int, x0: int) -> None:
+        y1, x1 = min(y0 + step, h), min(x0 + step, w)
         ry0, ry1 = max(0, y0 - TILE_HALO), min(h, y1 + TILE_HALO)
-        for x0 in range(0, w, step):
-            x1 = min(x0 + step, w)
-            rx0, rx1 = max(0, x0 - TILE_HALO), min(w, x1 + TILE_HALO)
-            # block origins are even (step and halo are even), so the block has the same CFA phase
-            block = _menon_single(cfa[ry0:ry1, rx0:rx1], pattern, refine)
-            out[y0:y1, x0:x1] = block[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+        rx0, rx1 = max(0, x0 - TILE_HALO), min(w, x1 + TILE_HALO)
+        # block origins are even (step and halo are even), so the block has the same CFA phase
+        block = _menon_single(cfa[ry0:ry1, rx0:rx1], pattern, refine)
+        out[y0:y1, x0:x1] = finish(block[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0])
+
+    starts = [(y0, x0) for y0 in range(0, h, step) for x0 in range(0, w, step)]
+    workers = max(1, min(len(starts), threads or _cpus()))
+    if workers == 1:
+        for y0, x0 in starts:
+            one(y0, x0)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(one, y0, x0) for y0, x0 in starts]:
+                f.result()
     return out
+
+
+def _cpus() -> int:
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _menon_single(cfa: np.ndarray, pattern: str, refine: bool) -> np.ndarray:

@@ -19,17 +19,17 @@ fsync'ed, and only then ``os.replace``'d over the target, so a crash or a full d
 """
 from __future__ import annotations
 
-import errno
 import io
-import os
-import secrets
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_image", "read_image", "encode_png16", "decode_png", "apply_orientation", "SUPPORTED_EXTENSIONS"]
+from isp.atomic import write_bytes_atomic
+
+__all__ = ["write_image", "encode_jpeg", "read_image", "encode_png16", "decode_png", "apply_orientation",
+           "SUPPORTED_EXTENSIONS"]
 
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -175,52 +175,11 @@ def decode_png(data: bytes, source="<bytes>") -> np.ndarray:
 # atomic writing
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{path}: output folder {folder} does not exist")
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        _write_all(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            raise OSError(exc.errno, f"disk full: could not write {path} ({len(data)} bytes); the previous "
-                                     "file, if any, is unchanged") from exc
-        if isinstance(exc, PermissionError):
-            raise PermissionError(exc.errno, f"{path}: permission denied writing the image") from exc
-        raise
-    try:   # make the rename itself durable where the platform allows it
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+        write_bytes_atomic(path, data, make_parents=False)
+    except PermissionError as exc:
+        raise PermissionError(exc.errno, f"{path}: permission denied writing the image") from exc
 
 
 def write_image(path: str | Path, srgb, *, quality: int = 95) -> Path:
@@ -237,15 +196,18 @@ def write_image(path: str | Path, srgb, *, quality: int = 95) -> Path:
     if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ValueError(f"{path}: JPEG quality must be an integer in 1..100, got {quality!r}")
     img = _to_hwc_float(srgb, path)
-    if ext == ".png":
-        data = encode_png16(_quantise(img, 16))
-    else:
-        from PIL import Image
-        buf = io.BytesIO()
-        Image.fromarray(_quantise(img, 8), mode="RGB").save(buf, format="JPEG", quality=int(quality))
-        data = buf.getvalue()
+    data = encode_png16(_quantise(img, 16)) if ext == ".png" else encode_jpeg(img, quality)
     _atomic_write_bytes(path, data)
     return path
+
+
+def encode_jpeg(srgb, quality: int = 95, source="<image>") -> bytes:
+    """(H, W, 3) float sRGB in [0, 1] -> bytes of an 8-bit JPEG (rounded to the nearest code value)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(_quantise(_to_hwc_float(srgb, source), 8), mode="RGB").save(buf, format="JPEG",
+                                                                              quality=int(quality))
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -165,6 +165,10 @@ def _const(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 # -------------------------------------------------------------------------------------------------------- reference
 
+#: low-res pixels splatted at once by :func:`bgu_fit_reference`
+FIT_PIXELS = 1 << 16
+
+
 def bgu_fit_reference(lsrgb_ds: torch.Tensor, gamma_out: torch.Tensor, reg_lambda: float = REG_LAMBDA,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Official fit: ``(B, 3, h, w)`` input and target -> grid ``(B, 12, 16, gh, gw)`` in ``dtype``.
@@ -194,13 +198,20 @@ def bgu_fit_reference(lsrgb_ds: torch.Tensor, gamma_out: torch.Tensor, reg_lambd
 
     a = torch.cat([x, torch.ones_like(x[:, :1])], 1).permute(0, 2, 3, 1).reshape(b, n_px, k)
     o = y.permute(0, 2, 3, 1).reshape(b, n_px, 3)
-    aa = (a[..., :, None] * a[..., None, :])[:, :, None] * weight[..., None, None]     # (B, N, 8, 4, 4)
-    oa = (o[..., :, None] * a[..., None, :])[:, :, None] * weight[..., None, None]     # (B, N, 8, 3, 4)
-    flat = (index + (torch.arange(b, device=dev) * n_cells).view(b, 1, 1)).reshape(-1)             # pixel major, corner minor
-    s = torch.zeros(b * n_cells, k, k, dtype=dtype, device=dev).scatter_add(
-        0, flat.view(-1, 1, 1).expand(-1, k, k), aa.reshape(-1, k, k)).view(b, n_cells, k, k)
-    t = torch.zeros(b * n_cells, 3, k, dtype=dtype, device=dev).scatter_add(
-        0, flat.view(-1, 1, 1).expand(-1, 3, k), oa.reshape(-1, 3, k)).view(b, n_cells, 3, k)
+    flat = (index + (torch.arange(b, device=dev) * n_cells).view(b, 1, 1))                      # (B, N, 8)
+    s = torch.zeros(b * n_cells, k, k, dtype=dtype, device=dev)
+    t = torch.zeros(b * n_cells, 3, k, dtype=dtype, device=dev)
+    # scatter-add pixel major, corner minor (the official order), FIT_PIXELS pixels at a time: chunks in pixel
+    # order add to every cell in the same order as one pass, with temporaries of ~FIT_PIXELS * 1 KB, not ~N KB
+    for p0 in range(0, n_px, FIT_PIXELS):
+        sl = slice(p0, p0 + FIT_PIXELS)
+        wgt = weight[:, sl, :, None, None]
+        aa = (a[:, sl, :, None] * a[:, sl, None, :])[:, :, None] * wgt                    # (B, n, 8, 4, 4)
+        oa = (o[:, sl, :, None] * a[:, sl, None, :])[:, :, None] * wgt                    # (B, n, 8, 3, 4)
+        idx = flat[:, sl].reshape(-1).view(-1, 1, 1)
+        s.scatter_add_(0, idx.expand(-1, k, k), aa.reshape(-1, k, k))
+        t.scatter_add_(0, idx.expand(-1, 3, k), oa.reshape(-1, 3, k))
+    s, t = s.view(b, n_cells, k, k), t.view(b, n_cells, 3, k)
 
     n = s[..., -1, -1]                                                                   # (B, M)
     mu = reg_lambda * (n + 1)
@@ -223,23 +234,33 @@ def _fit_reference_official(lsrgb_ds: torch.Tensor, gamma_out: torch.Tensor, reg
         return bgu_fit_reference(lsrgb_ds, gamma_out, reg_lambda, torch.float64).float()
 
 
-def bgu_slice_reference(grid: torch.Tensor, lsrgb: torch.Tensor) -> torch.Tensor:
+#: rows of the full-resolution frame sliced at once by :func:`bgu_slice_reference` (its per-pixel coefficients are
+#: 12 floats a pixel: a whole 12 MP frame at once would need ~1.2 GB of temporaries)
+SLICE_ROWS = 128
+
+
+def bgu_slice_reference(grid: torch.Tensor, lsrgb: torch.Tensor, rows: int = SLICE_ROWS) -> torch.Tensor:
     """Official slice: 5-D ``grid_sample`` of the grid at each full-res pixel, affine transform, clip.
 
     ``grid (B, 12, gd, gh, gw)``, ``lsrgb (B, 3, H, W)`` -> ``(B, 3, H, W)`` in [0, 1], computed in ``grid.dtype``.
+    Every pixel is sliced on its own, so the frame is done ``rows`` rows at a time (bounded memory, same values).
     """
     dtype = grid.dtype
-    x = lsrgb.to(dtype)
-    b, _, h, w = x.shape
-    gx = (torch.arange(w, dtype=dtype, device=x.device) + 0.5) * (2.0 / w) - 1.0
-    gy = (torch.arange(h, dtype=dtype, device=x.device) + 0.5) * (2.0 / h) - 1.0
-    gz = luma(x)[:, 0] * 2.0 - 1.0
-    yy, xx = torch.meshgrid(gy, gx, indexing="ij")
-    coords = torch.stack([xx.expand(b, h, w), yy.expand(b, h, w), gz], -1).unsqueeze(1)   # (B, 1, H, W, 3)
-    coef = F.grid_sample(grid, coords, mode="bilinear", align_corners=True)[:, :, 0]        # (B, 12, H, W)
-    coef = coef.reshape(b, 3, 4, h, w).permute(0, 3, 4, 1, 2)                               # (B, H, W, 3, 4)
-    a = torch.cat([x, torch.ones_like(x[:, :1])], 1).permute(0, 2, 3, 1)                    # (B, H, W, 4)
-    return torch.einsum("bhwij,bhwj->bhwi", coef, a).permute(0, 3, 1, 2).clamp(0.0, 1.0)
+    b, _, h, w = lsrgb.shape
+    out = torch.empty(b, 3, h, w, dtype=dtype, device=lsrgb.device)
+    gx = (torch.arange(w, dtype=dtype, device=lsrgb.device) + 0.5) * (2.0 / w) - 1.0
+    gy_all = (torch.arange(h, dtype=dtype, device=lsrgb.device) + 0.5) * (2.0 / h) - 1.0
+    for r0 in range(0, h, rows):
+        x = lsrgb[:, :, r0:r0 + rows].to(dtype)
+        n = x.shape[2]
+        gz = luma(x)[:, 0] * 2.0 - 1.0
+        yy, xx = torch.meshgrid(gy_all[r0:r0 + n], gx, indexing="ij")
+        coords = torch.stack([xx.expand(b, n, w), yy.expand(b, n, w), gz], -1).unsqueeze(1)  # (B, 1, n, W, 3)
+        coef = F.grid_sample(grid, coords, mode="bilinear", align_corners=True)[:, :, 0]        # (B, 12, n, W)
+        coef = coef.reshape(b, 3, 4, n, w).permute(0, 3, 4, 1, 2)                               # (B, n, W, 3, 4)
+        a = torch.cat([x, torch.ones_like(x[:, :1])], 1).permute(0, 2, 3, 1)                    # (B, n, W, 4)
+        out[:, :, r0:r0 + n] = torch.einsum("bhwij,bhwj->bhwi", coef, a).permute(0, 3, 1, 2).clamp(0.0, 1.0)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------- mobile

@@ -93,10 +93,10 @@ class TestGeometry:
 
     def test_quarter_and_tiles(self):
         g = Geometry.from_size("12mp", tile=512, overlap=32)
-        assert g.quarter == (1000, 750)
+        assert g.quarter == (750, 1000)                                # (H/4, W/4), rows first
         assert g.tile_shape == (512, 512)
         assert len(g.tiles) == 63
-        assert GEOMETRY.quarter == (32, 24) and len(GEOMETRY.tiles) == 6
+        assert GEOMETRY.quarter == (24, 32) and len(GEOMETRY.tiles) == 6
         assert Geometry(128, 96, 512, 32).tile_shape == (96, 128)     # a tile larger than the frame is clipped
 
     @pytest.mark.parametrize("kw", [dict(width=130, height=96), dict(width=128, height=96, tile=64, overlap=64),

@@ -169,7 +169,7 @@ class TestSlice:
                                           Geometry(1920, 1080, 256, 32)])
     def test_window_size_is_the_widest_over_all_starts(self, geometry):
         th, tw = geometry.tile_shape
-        qw, qh = geometry.quarter
+        qh, qw = geometry.quarter
         gh, gw, _ = up.grid_shape(qh, qw)
 
         def brute(n_full, n_tile, n_cells, step):

@@ -19,6 +19,7 @@ import pytest
 
 from android_harness.faults import (DeviceNotFound, DeviceStorageFull, DeviceUnauthorized, HarnessError,
                                     RunnerCrashed, RunnerTimeout)
+from ios_harness import device as ios_device
 from ios_harness import driver
 from ios_harness.driver import BUNDLE_ID, DevicectlTool, IosDeployTool, IosDevice, list_ios_devices, open_ios_device
 from runtime_py.devices import BUILTIN, DeviceMismatch, DeviceProfile
@@ -222,7 +223,7 @@ def test_no_iphone_and_no_xcrun(tmp_path):
         open_ios_device(BUILTIN["iphone-15-pro"], run=empty)
 
     def missing(argv, timeout_s):
-        return driver._subprocess_run(["/nonexistent/xcrun"] + list(argv[1:]), timeout_s)
+        return ios_device._subprocess_run(["/nonexistent/xcrun"] + list(argv[1:]), timeout_s)
     with pytest.raises(HarnessError, match="macOS with Xcode"):
         list_ios_devices(DevicectlTool(), missing)
 
@@ -324,7 +325,7 @@ def test_bench_on_fake_iphone(fake, tmp_path, monkeypatch, bench_reference_cache
                                "tiling": {"mode": "quarter"}, "runnable_here": False}],
                 "failures": []}
     (art / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(driver, "_subprocess_run", fake)
+    monkeypatch.setattr(ios_device, "_subprocess_run", fake)   # the device module runs the tools
     out = tmp_path / "out"
     argv = ["--device", "iphone-15-pro", "--artifacts", str(art), "--out", str(out), "--iterations", "4",
             "--warmup", "1", "--reference-cache", str(bench_reference_cache)]
@@ -342,3 +343,11 @@ def test_bench_on_fake_iphone(fake, tmp_path, monkeypatch, bench_reference_cache
     assert bench.main(argv) == 0
     assert not any("launch" in c or "--args" in c for c in fake.calls[n_calls:])
     assert json.loads((out / "results.json").read_text())["units"][0]["resumed"]
+
+
+def test_profile_delegates_map_to_core_ml_compute_units():
+    """Every delegate a profile may name becomes one of the Core ML compute units the exporter declares."""
+    from isp.units import COMPUTE_UNITS
+
+    assert set(ios_device.COMPUTE_UNITS.values()) <= set(COMPUTE_UNITS)
+    assert ios_device.compute_units_for("ane") == "cpu_and_ne" and ios_device.compute_units_for(None) == "all"

@@ -13,4 +13,7 @@ def test_params_table(tmp_path, weights_dir, capsys):
     assert rows[("lut3d", "photofinishing_s24-style-1-lut")] == 3_993
     large = next(v for (s, var), v in rows.items() if s == "denoise" and var.startswith("large"))
     assert 3_500_000 < large < 3_700_000          # paper: ~3.6 M
+    assert rows[("linearize", "cie_xyz_net")] == 693_493
+    assert all(rows[("raw_jpeg_encode", f"raw_jpeg_adapter_q_{q}")] == 32_076 for q in (25, 50, 75, 95))
+    assert rows[("raw_jpeg_decode", "(no weights)")] == 0
     assert "207,224" in capsys.readouterr().out   # photofinishing total, style 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from isp.io import image as image_io
+from isp import atomic  # the atomic writer write_image uses
 from isp.io.image import apply_orientation, decode_png, encode_png16, read_image, write_image
 
 
@@ -172,7 +172,7 @@ class TestAtomicWrite:
         return path, path.read_bytes()
 
     def _half_then(self, exc):
-        real = image_io._write_all
+        real = atomic._write_all
 
         def failing(fd, data):
             real(fd, data[: len(data) // 2])
@@ -181,7 +181,7 @@ class TestAtomicWrite:
 
     def test_crash_mid_write_keeps_old_file(self, tmp_path, monkeypatch, existing):
         path, before = existing
-        monkeypatch.setattr(image_io, "_write_all", self._half_then(RuntimeError("power cut")))
+        monkeypatch.setattr(atomic, "_write_all", self._half_then(RuntimeError("power cut")))
         with pytest.raises(RuntimeError, match="power cut"):
             write_image(path, _ramp())
         assert path.read_bytes() == before
@@ -189,14 +189,14 @@ class TestAtomicWrite:
 
     def test_interrupt_mid_write(self, tmp_path, monkeypatch, existing):
         path, before = existing
-        monkeypatch.setattr(image_io, "_write_all", self._half_then(KeyboardInterrupt()))
+        monkeypatch.setattr(atomic, "_write_all", self._half_then(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             write_image(path, _ramp())
         assert path.read_bytes() == before and _leftovers(tmp_path) == []
 
     def test_disk_full(self, tmp_path, monkeypatch, existing):
         path, before = existing
-        monkeypatch.setattr(image_io, "_write_all",
+        monkeypatch.setattr(atomic, "_write_all",
                             self._half_then(OSError(errno.ENOSPC, "No space left on device")))
         with pytest.raises(OSError, match="disk full") as exc:
             write_image(path, _ramp())
@@ -205,7 +205,7 @@ class TestAtomicWrite:
         assert path.read_bytes() == before and _leftovers(tmp_path) == []
 
     def test_new_file_not_created_on_failure(self, tmp_path, monkeypatch):
-        monkeypatch.setattr(image_io, "_write_all", self._half_then(OSError(errno.ENOSPC, "full")))
+        monkeypatch.setattr(atomic, "_write_all", self._half_then(OSError(errno.ENOSPC, "full")))
         with pytest.raises(OSError):
             write_image(tmp_path / "new.jpg", _ramp())
         assert list(tmp_path.iterdir()) == []
@@ -215,7 +215,7 @@ class TestAtomicWrite:
 
         def broken_replace(src, dst):
             raise OSError(errno.EXDEV, "cross-device link")
-        monkeypatch.setattr(image_io.os, "replace", broken_replace)
+        monkeypatch.setattr(atomic.os, "replace", broken_replace)
         with pytest.raises(OSError):
             write_image(path, _ramp())
         assert path.read_bytes() == before and _leftovers(tmp_path) == []

@@ -31,6 +31,14 @@ def test_end_to_end_matches_golden(pipe, case):
         assert out[key].shape == case[key].shape
 
 
+def test_keep_returns_only_those_and_the_same_image(pipe, case):
+    """keep={"srgb"} (the CLI's bounded-memory render) drops the intermediates, not a bit of the result."""
+    full = pipe.run(*_inputs(case))
+    lean = pipe.run(*_inputs(case), keep={"srgb", "gamma_out"})
+    assert set(lean) == {"srgb", "gamma_out"}
+    assert torch.equal(lean["srgb"], full["srgb"]) and torch.equal(lean["gamma_out"], full["gamma_out"])
+
+
 def test_progress_reports_every_step(pipe, case):
     seen = []
     pipe.run(*_inputs(case), progress=seen.append)

@@ -52,3 +52,17 @@ def test_multiple_inputs_and_progress():
     assert len(calls) == len(TilePlan.make(50, 50, 20, 4))
     with pytest.raises(ValueError):
         run_tiled(lambda u, v: u, a, torch.rand(1, 1, 40, 50))
+
+
+def test_feather_weights_factorise_the_stitch_weight_map():
+    """The streaming stitcher's separable totals equal run_tiled's accumulated weight map."""
+    from isp.tiling import TilePlan, feather_weights
+    plan = TilePlan.make(100, 130, 48, 12)
+    wy, wx, sum_y, sum_x = feather_weights(plan)
+    ones = torch.ones(1, 1, 100, 130)
+    # run_tiled of the constant 1 returns out / weight with out == weight: rebuild the map window by window
+    weight = torch.zeros(100, 130)
+    for i, j, y0, x0 in plan.windows():
+        weight[y0:y0 + plan.tile_h, x0:x0 + plan.tile_w] += wy[i][:, None] * wx[j][None, :]
+    torch.testing.assert_close(weight, sum_y[:, None] * sum_x[None, :], rtol=1e-6, atol=1e-6)
+    assert run_tiled(lambda t: t, ones, tile=48, overlap=12).allclose(ones)

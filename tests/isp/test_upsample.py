@@ -153,6 +153,19 @@ class TestGuidedUpsampling:
         other_full = F.interpolate(lsrgb, size=(hw[0] + 5, hw[1] - 3), mode="bilinear", align_corners=False)
         assert guided_upsample(other_full, lsrgb_ds, gamma_out, mode="mobile").shape == other_full.shape
 
+    def test_reference_chunks_do_not_change_values(self):
+        """The reference fit and slice run in chunks of pixels / rows to bound memory: bit-identical results."""
+        torch.manual_seed(0)
+        x, y, full = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56), torch.rand(1, 3, 160, 224)
+        grid = up.bgu_fit_reference(x, y)
+        old = up.FIT_PIXELS
+        try:
+            up.FIT_PIXELS = 100                                   # 23 chunks instead of one
+            assert torch.equal(up.bgu_fit_reference(x, y), grid)
+        finally:
+            up.FIT_PIXELS = old
+        assert torch.equal(up.bgu_slice_reference(grid, full, rows=7), up.bgu_slice_reference(grid, full, rows=1000))
+
     def test_tiled_slice_equals_full(self, golden_cases):
         case = golden_cases[0]
         grid = bgu_fit_mobile(case["lsrgb_ds"], case["gamma_out"])

@@ -2,10 +2,12 @@
 busybox-only userland, every unit and the end-to-end chain run by the native runners on ARM kernels under qemu-user
 (Cortex-A76: fp16 arithmetic, dot product), at the CI geometry (512x320, tile 128), one iteration.
 
-The fp16 and int8 policy sets (the same cached ExecuTorch sets ``test_budget`` exports, so CI exports nothing more)
-carry the CI budget (``budget``: fp16 chain >= 45 dB; int8 policy >= 38 dB and mean ΔE2000 <= 1.0, the figures of
-``runtime_py.drift.CI_BUDGETS``), measured on the ARM results with ``--chain-only``; the fp32 set (every unit, then
-the chain) is ``slow`` only. Timings here are emulation and are only checked to be labelled so."""
+The fp16 policy set (the same cached ExecuTorch set ``test_budget`` exports, so CI exports nothing more) carries the
+CI budget on ARM (``budget``: final sRGB >= 45 dB, ``runtime_py.drift.CI_BUDGETS``), measured with ``--chain-only``
+(one frame; each step's device time and drift). The int8 policy set (>= 38 dB, mean ΔE2000 <= 1.0) and the fp32
+set (every unit, then the chain) are ``slow`` only: emulation makes them too long for CI, and the int8 one has not
+been run on the stand-in yet (README, "ARM kernels"). Timings here are emulation and are only checked to be labelled
+so."""
 from __future__ import annotations
 
 import json
@@ -63,9 +65,11 @@ def _check(s: dict, precision: str) -> None:
 
 
 @pytest.mark.device
-@pytest.mark.budget
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["policy:fp16", "policy:int8"])
+@pytest.mark.parametrize("precision", [
+    pytest.param("policy:fp16", marks=pytest.mark.budget),     # in CI (CI=true selects budget, slow or not)
+    "policy:int8",                                            # slow only: not yet seen passing on the stand-in
+])
 def test_arm64_budget(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, precision,  # noqa: F811
                       tmp_path):
     # the chain only (each step: the unit's device time per call and its drift), to keep CI's time in bounds

@@ -1,4 +1,4 @@
-"""runtime_py.bench_native: the default artifact set of a profile, the arm64 runner choice, emulation labels."""
+"""runtime_py.bench.native: the default artifact set of a profile, the arm64 runner choice, emulation labels."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from android_harness.transport import ShellResult
-from runtime_py import bench_native as bn
+from runtime_py.bench import native as bn
 from runtime_py.devices import get_profile
 
 
@@ -60,8 +60,10 @@ def test_failed_export_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_runner_formats_and_args(tmp_path):
-    assert bn.runnable_suffixes("native", "android", {"native": (".pte",)}) == (".pte", ".tflite")
-    assert bn.runnable_suffixes("native", "host", {"native": (".pte",)}) == (".pte",)
+    from runtime_py.bench.device import runner_entry
+    assert runner_entry("native", get_profile("galaxy-s24")).suffixes == (".pte", ".tflite")
+    assert runner_entry("native", get_profile("host")).suffixes == (".pte",)
+    assert runner_entry("native", get_profile("galaxy-s24")).unit_args is bn.unit_runner_args
     assert bn.unit_runner_args(tmp_path / "m.tflite", "gpu") == ["--accelerator", "gpu"]
     assert bn.unit_runner_args(tmp_path / "m.tflite", "xnnpack") == []
     assert bn.unit_runner_args(tmp_path / "m.pte", "gpu") == []

@@ -69,7 +69,14 @@ class TestDeltaE2000:
 
     def test_sharma_pairs_one_by_one(self):
         for i, row in enumerate(SHARMA_PAIRS):
-            assert abs(float(M.delta_e2000_lab(row[0:3], row[3:6])) - row[6]) < 1e-4, f"pair {i + 1}"
+            de = M.delta_e2000_lab(row[0:3], row[3:6])
+            assert de.shape == (), f"pair {i + 1}: one pair gives a 0-d result, got shape {de.shape}"
+            assert abs(float(de) - row[6]) < 1e-4, f"pair {i + 1}"
+
+    def test_shape_follows_the_broadcast_of_the_inputs(self):
+        a = SHARMA_PAIRS[:4, 0:3].reshape(2, 2, 3)
+        assert M.delta_e2000_lab(a, a).shape == (2, 2)
+        assert M.delta_e2000_lab(a, SHARMA_PAIRS[0, 3:6]).shape == (2, 2)
 
     def test_symmetric(self):
         np.testing.assert_allclose(M.delta_e2000_lab(SHARMA_PAIRS[:, 3:6], SHARMA_PAIRS[:, 0:3]),

@@ -1,9 +1,11 @@
 """What ``python -m runtime_py.bench`` needs for an Android phone beyond the harness: the native arm64 runners and,
-without ``--artifacts``, an artifact set.
+without ``--artifacts``, an artifact set. :mod:`runtime_py.bench.device` puts these in its tables (Android's own
+``native`` runner entry, its emulation check); nothing here asks which platform it is on.
 
 * :func:`android_runner_spec` — the arm64 push bundle (:mod:`android_harness.bundle`: ``isp_et_runner`` for ``.pte``,
   ``isp_litert_runner`` for ``.tflite``, with the glibc loader and libraries they need), built on first use and
   cached; pushed to ``<root>/arm64`` once (sha256 skip) and started through its launcher script.
+* :func:`emulation_note` — a stand-in device's timings labelled as emulation.
 * :func:`resolve_artifacts` — ``--artifacts`` when given; else ``./artifacts`` when it holds a set; else the
   profile's default set is exported there first (``convert/export.py``, its progress on the terminal).
 """
@@ -14,7 +16,6 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
 
 from android_harness.device import RunnerSpec
 
@@ -71,7 +72,7 @@ def resolve_artifacts(artifacts: Path | None, profile, export_args: str = "", ou
     if "--precision" in extra or "--policy" in extra:
         defaults = [a for i, a in enumerate(defaults) if a not in ("--policy", "--precision")
                     and (i == 0 or defaults[i - 1] not in ("--policy", "--precision"))]
-    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "convert" / "export.py"),
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[2] / "convert" / "export.py"),
            *defaults, *extra, "--out", str(out)]
     print(f"no --artifacts and no set in {out}: exporting the {profile.name} default set first:\n  "
           f"{' '.join(shlex.quote(c) for c in cmd)}", file=sys.stderr, flush=True)
@@ -80,13 +81,6 @@ def resolve_artifacts(artifacts: Path | None, profile, export_args: str = "", ou
         raise RuntimeError(f"the export for {profile.name} failed (exit {r.returncode}); run it yourself: "
                            f"{' '.join(shlex.quote(c) for c in cmd)}")
     return out
-
-
-def runnable_suffixes(runner: str, platform: str, defaults: dict[str, Sequence[str]]) -> tuple[str, ...]:
-    """Formats ``runner`` executes on ``platform``: the arm64 bundle on Android adds LiteRT to ExecuTorch."""
-    if runner == "native" and platform == "android":
-        return BUNDLE_SUFFIXES
-    return tuple(defaults[runner])
 
 
 def emulation_note(dev) -> str | None:
