@@ -1,9 +1,10 @@
 """Run an exported ISP artifact set on a device and measure latency and drift there.
 
-    python -m runtime_py.bench --device PROFILE [--serial S] [--transport adb|adb-shell] --artifacts DIR
+    python -m runtime_py.bench --device PROFILE [--serial S] [--transport adb|adb-shell] [--artifacts DIR]
            [--iterations N] [--warmup N] [--out DIR] [--eval-set DIR | --eval-dng FILE] [--frames N]
            [--runner auto|host|native|ios] [--units a,b] [--precision p,q] [--force] [--no-chain] [--retries N]
-           [--timeout-s S] [--reference-cache DIR] [--profile-file F] [--allow-mismatch] [-v]
+           [--timeout-s S] [--reference-cache DIR] [--profile-file F] [--allow-mismatch] [--chain-only]
+           [--export-args ARGS] [-v]
 
 What happens (``docs/EXPORT_DESIGN.md`` is the contract for units, tiling and the manifest):
 
@@ -17,7 +18,10 @@ What happens (``docs/EXPORT_DESIGN.md`` is the contract for units, tiling and th
    ``.pte``; ``host``: ``.onnx``, ``.tflite``, ``.pte``; ``ios``: Core ML). Each chosen file's sha256 and declared
    shapes are checked (``runtime_py.artifacts``). ``--runner host`` is ``android_harness/host_runner.py`` run by a
    Python *on the device* (``--device-python``; the stand-in device sees the venv read-only, a phone needs e.g.
-   Termux); ``native`` is ``isp_et_runner`` (``--native-runner``, the NDK build of ``android_harness/native``).
+   Termux); ``native`` — the default on Android — is the arm64 push bundle (``android_harness/bundle.py``:
+   ``isp_et_runner`` for ``.pte``, ``isp_litert_runner`` for ``.tflite``, with their own loader and libc), or
+   ``--native-runner`` for another build. Without ``--artifacts``: ``./artifacts``, or the profile's default set
+   exported there first (``runtime_py.bench.native``). A stand-in device's timings are labelled as emulation.
 3. **Reference.** The float32 PyTorch reference (``runtime_py.drift.Reference``: :class:`isp.pipeline.Pipeline`
    with the set's style / denoiser / weights, tiled at its geometry) renders ``--frames`` evaluation frames: from
    ``--eval-set`` (a ``python -m calibration build`` set at this geometry) or a centre crop of ``--eval-dng``

@@ -62,6 +62,8 @@ def run_bench(opts: BenchOptions) -> tuple[int, dict | None]:
         failed.append("(end-to-end chain)")
     measured = summary.get("measured_frame_ms")
     est = summary.get("estimate_frame_ms")
+    if run.emulation:
+        print(run.emulation, file=sys.stderr)
     print(f"{ok}/{len(summary['units'])} unit(s) on {summary['device'].get('model')} ({run.runner} runner); "
           f"frame {summary['frame'][1]}x{summary['frame'][0]}: measured "
           f"{'%.2f ms' % measured if measured is not None else '—'}, estimate "
@@ -81,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "help(b)') for the whole flow, resume and fault handling.")
     p.add_argument("--device", required=True, help="device profile: pixel8, galaxy-s24, iphone-15-pro, host, or one "
                                                    "from --profile-file / the user profile folder")
-    p.add_argument("--artifacts", required=True, type=Path, help="exported artifact folder (manifest.json)")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="exported artifact folder (manifest.json); default ./artifacts, exported there first for "
+                        "the profile when it holds no set")
+    p.add_argument("--export-args", default="", help="extra convert/export.py arguments for that export "
+                                                     "(shell-quoted, e.g. '--size 512x320 --tile 128')")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out); a "
                                                                      "re-run with the same folder resumes")
     add_adb_args(p)
@@ -94,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=1, help="evaluation frames for the end-to-end chain (default 1)")
     p.add_argument("--runner", choices=("auto", "host", "native", "ios"), default="auto",
                    help="host: android_harness/host_runner.py (needs a Python with the runtimes on the device); "
-                        "native: isp_et_runner (.pte only); ios: the Core ML runner app (iPhone profiles); auto: "
+                        "native: on Android the arm64 bundle (isp_et_runner .pte + isp_litert_runner .tflite, "
+                        "android_harness/bundle.py), elsewhere isp_et_runner; ios: the Core ML runner app "
+                        "(iPhone profiles); auto: native for Android, "
                         "ios for an iPhone, else native when it is built and covers every unit, else host")
     p.add_argument("--device-python", default=sys.executable, help="device path of the Python for --runner host")
     p.add_argument("--native-runner", type=Path, default=None, help="isp_et_runner binary for the device")
@@ -103,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, help="precision preference, comma list (default: the profile's)")
     p.add_argument("--force", action="store_true", help="redo units and chain steps finished in an earlier run")
     p.add_argument("--no-chain", action="store_true", help="skip the measured end-to-end run")
+    p.add_argument("--chain-only", action="store_true", help="only the measured end-to-end run (its steps carry the "
+                                                            "per-unit device time and drift); for slow devices")
     p.add_argument("--retries", type=int, default=2, help="reconnects after a lost device, per step (default 2)")
     p.add_argument("--timeout-s", type=float, default=600.0, help="runner timeout per invocation (default 600)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
@@ -143,6 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_files=tuple(args.profile_file), allow_mismatch=args.allow_mismatch, root=args.root,
         connect_timeout_s=args.connect_timeout_s, auth_timeout_s=args.auth_timeout_s, weights=args.weights,
         reference_cache=args.reference_cache, ios_tool=args.ios_tool, ios_app=args.ios_app,
-        ios_install=args.ios_install)
+        ios_install=args.ios_install, export_args=args.export_args, chain_only=args.chain_only)
     code, _ = run_bench(opts)
     return code

@@ -4,9 +4,12 @@
 ``android_harness.device.AndroidDevice`` over adb / adb-shell, the same over :class:`LocalTransport` for ``host``, an
 ``ios_harness.device.IosDevice``), which runners it can run (the first is what ``--runner auto`` falls back to),
 where a native runner build for it lives, whether ``--runner host`` needs a Python on the device, and the per-unit
-runner arguments (the Core ML compute units of an iPhone). :data:`RUNNERS` says, per runner, which artifact files it
-loads and how it is started. The benchmark itself never asks which platform or runner it has: it reads these
-tables, and asks the opened device what it can do (a device with ``run_sets`` runs a chain step's tiles itself).
+runner arguments (the Core ML compute units of an iPhone), its own entries for a runner name (Android's ``native``
+is the arm64 push bundle of :mod:`runtime_py.bench.native`: ExecuTorch and LiteRT runners), what ``--runner auto``
+picks outright, and how to tell an emulated device (its timings are labelled). :data:`RUNNERS` says, per runner,
+which artifact files it loads and how it is started. The benchmark itself never asks which platform or runner it
+has: it reads these tables, and asks the opened device what it can do (a device with ``run_sets`` runs a chain
+step's tiles itself).
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ from android_harness.device import AndroidDevice, DeviceInfo, RunnerSpec, host_r
 from android_harness.faults import CommandTimeout, DeviceMismatch, DeviceStorageFull
 from android_harness.transport import ShellResult
 from isp.atomic import replace_path
+from runtime_py.bench import native
 from runtime_py.bench.options import EXIT_USAGE, BenchError, BenchOptions
 from runtime_py.devices import DeviceProfile, open_android_device, select_artifacts
 
 __all__ = ["LocalTransport", "Platform", "PLATFORMS", "Runner", "RUNNERS", "RUNNER_SUFFIXES", "BATCH_RUNNER",
-           "open_device", "choose_runner", "runner_spec", "batch_spec"]
+           "open_device", "choose_runner", "runner_entry", "runner_spec", "batch_spec", "emulation"]
 
 BATCH_RUNNER = Path(__file__).resolve().parent.parent / "batch_runner.py"
 _BUILD = Path(__file__).resolve().parents[2] / "build"
@@ -108,10 +112,48 @@ def _open_ios(profile: DeviceProfile, o: BenchOptions, out: Path) -> tuple[Any, 
     return dev, dev.info()
 
 
-def _ios_unit_args(delegate: str | None) -> list[str]:
+def _ios_unit_args(path: Path, delegate: str | None) -> list[str]:
     from ios_harness.device import compute_units_for
 
     return ["--compute-units", compute_units_for(delegate)]
+
+
+def _no_args(path: Path, delegate: str | None) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A runner of the runner protocol: the artifact files it loads and how it is started on a device."""
+    suffixes: tuple[str, ...]
+    spec: Callable[[BenchOptions, Any, Path | None], RunnerSpec]
+    batch: bool = False                          # runtime_py/batch_runner.py runs a chain step's tiles in one go
+    device_python: bool = False                  # started by a Python on the device (--device-python)
+    unit_args: Callable[[Path, str | None], list[str]] = _no_args     # per unit: (artifact, delegate) -> arguments
+    formats: str = ""                            # said when no unit of a set can run on it
+
+
+def _native_spec(o: BenchOptions, dev: Any, binary: Path | None) -> RunnerSpec:
+    if binary is None or not binary.is_file():
+        raise BenchError(f"--runner native: no runner binary at {binary}; build android_harness/native "
+                         f"(android_harness/README.md) or pass --native-runner PATH", EXIT_USAGE)
+    return native_runner_spec(binary, o.native_libs, root=dev.root)
+
+
+def _bundle_spec(o: BenchOptions, dev: Any, binary: Path | None) -> RunnerSpec:
+    """The arm64 bundle (built and cached on first use), or the ``--native-runner`` build when one is named."""
+    if o.native_runner:
+        return _native_spec(o, dev, binary)
+    try:
+        return native.android_runner_spec(dev.root)
+    except RuntimeError as exc:
+        raise BenchError(str(exc), EXIT_USAGE) from None
+
+
+#: Android's ``native``: the arm64 push bundle (android_harness/bundle.py)
+ARM64_BUNDLE = Runner(native.BUNDLE_SUFFIXES, _bundle_spec, unit_args=native.unit_runner_args,
+                      formats="the native arm64 runners execute .pte and .tflite; --runner host runs .onnx through "
+                              "a Python on the device")
 
 
 @dataclass(frozen=True)
@@ -121,13 +163,17 @@ class Platform:
     runners: tuple[str, ...]                     # runners it runs; the first is --runner auto's fallback
     native_build: str | None = None              # build/<folder>/isp_et_runner for this platform
     device_python: bool = False                  # --runner host runs a Python that must exist on the device
-    unit_args: Callable[[str | None], list[str]] = field(default=lambda delegate: [])
+    unit_args: Callable[[Path, str | None], list[str]] = _no_args
     describe: str = ""
+    own_runners: dict[str, Runner] = field(default_factory=dict)      # replaces RUNNERS[name] on this platform
+    auto: str | None = None                      # what --runner auto picks (unless --native-runner names a build)
+    emulation: Callable[[Any], str | None] = lambda dev: None         # a line when the device is emulated
 
 
 PLATFORMS: dict[str, Platform] = {
     "android": Platform(_open_android, ("host", "native"), native_build="native-android", device_python=True,
-                        describe="an Android device"),
+                        describe="an Android device", own_runners={"native": ARM64_BUNDLE}, auto="native",
+                        emulation=native.emulation_note),
     "host": Platform(_open_host, ("host", "native"), native_build="native", describe="this machine"),
     "ios": Platform(_open_ios, ("ios",), unit_args=_ios_unit_args,
                     describe="an iPhone (the Core ML runner app)"),
@@ -145,30 +191,24 @@ def open_device(profile: DeviceProfile, o: BenchOptions, out: Path) -> tuple[Any
 
 # ---------------------------------------------------------------------------------------------------- runners
 
-@dataclass(frozen=True)
-class Runner:
-    """A runner of the runner protocol: the artifact files it loads and how it is started on a device."""
-    suffixes: tuple[str, ...]
-    spec: Callable[[BenchOptions, Any, Path | None], RunnerSpec]
-    batch: bool = False                          # runtime_py/batch_runner.py runs a chain step's tiles in one go
-    device_python: bool = False                  # started by a Python on the device (--device-python)
-
-
-def _native_spec(o: BenchOptions, dev: Any, binary: Path | None) -> RunnerSpec:
-    if binary is None or not binary.is_file():
-        raise BenchError(f"--runner native: no runner binary at {binary}; build android_harness/native "
-                         f"(android_harness/README.md) or pass --native-runner PATH", EXIT_USAGE)
-    return native_runner_spec(binary, o.native_libs, root=dev.root)
-
-
 RUNNERS: dict[str, Runner] = {
     "host": Runner((".onnx", ".tflite", ".pte"), lambda o, dev, _b: host_runner_spec(o.device_python, root=dev.root),
                    batch=True, device_python=True),
-    "native": Runner((".pte",), _native_spec),
+    "native": Runner((".pte",), _native_spec, formats="isp_et_runner executes .pte"),
     "ios": Runner((".mlpackage", ".mlmodelc", ".mlmodel"), lambda o, dev, _b: RunnerSpec("IspBenchRunner (iOS app)", ())),
 }
-#: runner -> the artifact files it loads
+#: runner -> the artifact files it loads (a platform's own entry may load more: :func:`runner_entry`)
 RUNNER_SUFFIXES = {name: r.suffixes for name, r in RUNNERS.items()}
+
+
+def runner_entry(runner: str, profile: DeviceProfile) -> Runner:
+    """``runner`` as ``profile``'s platform has it: the platform's own entry, else :data:`RUNNERS`'."""
+    return PLATFORMS[profile.platform].own_runners.get(runner) or RUNNERS[runner]
+
+
+def emulation(profile: DeviceProfile, dev: Any) -> str | None:
+    """A line saying the opened device's timings come from emulation (a stand-in), or ``None``."""
+    return PLATFORMS[profile.platform].emulation(dev)
 
 
 def native_binary(profile: DeviceProfile, o: BenchOptions) -> Path | None:
@@ -180,8 +220,8 @@ def native_binary(profile: DeviceProfile, o: BenchOptions) -> Path | None:
 
 
 def choose_runner(profile: DeviceProfile, o: BenchOptions, manifest: dict, artifacts: Path) -> str:
-    """``--runner`` checked against the platform, or for ``auto``: the platform's only runner, else the native
-    runner when it is built and covers every unit, else the first (the Python host runner)."""
+    """``--runner`` checked against the platform, or for ``auto``: the platform's ``auto`` runner (Android: the arm64
+    bundle, built on demand), else the native runner when it is built and covers every unit, else the first."""
     plat = PLATFORMS[profile.platform]
     if o.runner != "auto":
         if o.runner not in RUNNERS:
@@ -190,11 +230,14 @@ def choose_runner(profile: DeviceProfile, o: BenchOptions, manifest: dict, artif
             raise BenchError(f"--runner {o.runner}: profile {profile.name} is {plat.describe or profile.platform}, "
                              f"which runs {' or '.join(plat.runners)} (or --runner auto)", EXIT_USAGE)
         return o.runner
+    if plat.auto is not None and not o.native_runner:
+        return plat.auto
     if "native" in plat.runners:
         binary = native_binary(profile, o)
         if binary is not None and binary.exists():
             _, missing = select_artifacts(profile, manifest.get("artifacts", []),
-                                          runnable_suffixes=RUNNERS["native"].suffixes, precisions=o.precision,
+                                          runnable_suffixes=runner_entry("native", profile).suffixes,
+                                          precisions=o.precision,
                                           folder=artifacts, units=o.units)
             if not missing:
                 return "native"
@@ -203,11 +246,11 @@ def choose_runner(profile: DeviceProfile, o: BenchOptions, manifest: dict, artif
 
 def needs_device_python(runner: str, profile: DeviceProfile) -> bool:
     """Whether ``runner`` on ``profile``'s device needs a Python there that the benchmark should check for."""
-    return RUNNERS[runner].device_python and PLATFORMS[profile.platform].device_python
+    return runner_entry(runner, profile).device_python and PLATFORMS[profile.platform].device_python
 
 
 def runner_spec(runner: str, profile: DeviceProfile, o: BenchOptions, dev: Any) -> RunnerSpec:
-    return RUNNERS[runner].spec(o, dev, native_binary(profile, o))
+    return runner_entry(runner, profile).spec(o, dev, native_binary(profile, o))
 
 
 def batch_spec(runner: str, o: BenchOptions, dev: Any) -> RunnerSpec | None:

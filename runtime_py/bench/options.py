@@ -24,7 +24,7 @@ class BenchOptions:
     """What the CLI parses (see ``build_parser`` for every field's meaning)."""
 
     device: str
-    artifacts: Path
+    artifacts: Path | None
     out: Path = Path("bench_out")
     serial: str | None = None
     transport: str = "adb"
@@ -57,3 +57,5 @@ class BenchOptions:
     ios_app: str | None = None
     ios_install: bool = False
     transport_kwargs: dict = field(default_factory=dict)
+    export_args: str = ""
+    chain_only: bool = False

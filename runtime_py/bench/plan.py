@@ -10,7 +10,7 @@ import numpy as np
 
 from isp.jsonio import write_json_atomic
 from isp.units import normalize_target
-from runtime_py.bench.device import RUNNER_SUFFIXES
+from runtime_py.bench.device import runner_entry
 from runtime_py.bench.options import EXIT_USAGE, BenchError, BenchOptions
 from runtime_py.devices import DeviceProfile, Selection, select_artifacts
 
@@ -108,7 +108,8 @@ def plan_units(aset, profile: DeviceProfile, runner: str, opts: BenchOptions, wo
             raise BenchError(f"--units: the set has no artifact for {', '.join(unknown)}; it has "
                              f"{', '.join(sorted({a.unit for a in aset.artifacts}))}", EXIT_USAGE)
     chosen, missing = select_artifacts(profile, aset.manifest.get("artifacts", []),
-                                       runnable_suffixes=RUNNER_SUFFIXES[runner], precisions=opts.precision,
+                                       runnable_suffixes=runner_entry(runner, profile).suffixes,
+                                       precisions=opts.precision,
                                        folder=aset.root, units=units)
     plans: dict[str, UnitPlan] = {}
     for unit, sel in chosen.items():

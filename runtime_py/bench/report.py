@@ -58,7 +58,7 @@ class Reporting:
             "peak_rss_bytes": max((r.get("peak_rss_bytes") or 0 for r in units if r.get("status") == "ok"),
                                   default=None),
             "events": self.events, "fault": self.fault, "seconds": round(time.monotonic() - self.t0, 3),
-            "frame": [h, w],
+            "frame": [h, w], "emulation": self.emulation,
         }
 
     def write_reports(self) -> dict:
@@ -101,6 +101,8 @@ def write_html(path: Path, s: Mapping[str, Any], run: Any) -> None:
             {"field": "push", "value": json.dumps(s.get("push"))}]
     if s.get("fault"):
         meta.insert(0, {"field": "RUN ABORTED", "value": s["fault"]})
+    if s.get("emulation"):
+        meta.insert(0, {"field": "TIMINGS FROM EMULATION", "value": s["emulation"]})
     sections.append(Section("Device and run", table=meta,
                             text="Timings are the device runner's own clock around each inference; the Python host "
                                  "runner's peak RSS includes the interpreter and the runtime module."))

@@ -21,8 +21,9 @@ from isp.jsonio import write_json_atomic
 from isp.units import calls_per_frame
 from runtime_py.bench.chain import ChainSteps
 from runtime_py.bench.compare import compare_outputs, latency_stats
-from runtime_py.bench.device import (BATCH_RUNNER, PLATFORMS, batch_spec, choose_runner, needs_device_python,
-                                     open_device, runner_spec)
+from runtime_py.bench.device import (BATCH_RUNNER, PLATFORMS, batch_spec, choose_runner, emulation,
+                                     needs_device_python, open_device, runner_entry, runner_spec)
+from runtime_py.bench.native import resolve_artifacts
 from runtime_py.bench.options import EXIT_USAGE, BenchError, BenchOptions
 from runtime_py.bench.plan import UnitPlan, plan_units
 from runtime_py.bench.reference import build_reference, write_npys
@@ -55,6 +56,7 @@ class Run(ChainSteps, Reporting):
         self.push_report: dict | None = None
         self.events: list[str] = []
         self.fault: str | None = None
+        self.emulation: str | None = None
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -64,7 +66,10 @@ class Run(ChainSteps, Reporting):
         except ProfileError as exc:
             raise BenchError(str(exc), EXIT_USAGE) from None
         from runtime_py.artifacts import ArtifactSet
-        self.artifacts = Path(o.artifacts).resolve()
+        try:
+            self.artifacts = resolve_artifacts(o.artifacts, self.profile, o.export_args).resolve()
+        except RuntimeError as exc:
+            raise BenchError(str(exc), EXIT_USAGE) from None
         try:
             self.aset = ArtifactSet.open(self.artifacts)
         except (ValueError, FileNotFoundError) as exc:
@@ -75,13 +80,17 @@ class Run(ChainSteps, Reporting):
         self.runner = choose_runner(self.profile, o, self.manifest, self.artifacts)
         self.plans, self.missing = plan_units(self.aset, self.profile, self.runner, o, self.work)
         if not self.plans:
+            formats = runner_entry(self.runner, self.profile).formats
             raise BenchError("no unit of the artifact set can run here: " + "; ".join(
-                f"{u}: {why}" for u, why in self.missing.items()), EXIT_USAGE)
+                f"{u}: {why}" for u, why in self.missing.items()) + (f" ({formats})" if formats else ""), EXIT_USAGE)
         for u, why in self.missing.items():
             log.warning("unit %s skipped: %s", u, why)
 
     def connect(self) -> None:
         self.dev, self.info = open_device(self.profile, self.opts, self.out)
+        self.emulation = emulation(self.profile, self.dev)
+        if self.emulation:
+            log.warning("%s", self.emulation)
 
     @property
     def device_key(self) -> str:
@@ -105,8 +114,11 @@ class Run(ChainSteps, Reporting):
                     f"--runner native with the NDK build of android_harness/native (.pte artifacts).", EXIT_USAGE)
 
     def unit_args(self, up: UnitPlan) -> list[str]:
-        """Runner arguments of one unit that the platform adds (an iPhone's Core ML compute units)."""
-        return PLATFORMS[self.profile.platform].unit_args(up.selection.preference.delegate)
+        """Runner arguments of one unit that the platform and the runner add (an iPhone's Core ML compute units,
+        the LiteRT GPU accelerator)."""
+        delegate = up.selection.preference.delegate
+        return PLATFORMS[self.profile.platform].unit_args(up.path, delegate) + \
+            runner_entry(self.runner, self.profile).unit_args(up.path, delegate)
 
     # ------------------------------------------------------------------------------------------------ keys
     def runner_key(self) -> str:
@@ -190,7 +202,7 @@ class Run(ChainSteps, Reporting):
     def run_units(self) -> None:
         self.ref = build_reference(self.aset, self.opts, Path(self.opts.reference_cache or self.out / "reference"))
         todo = []
-        for unit, up in self.plans.items():
+        for unit, up in ({} if self.opts.chain_only else self.plans).items():    # --chain-only: the chain alone
             prev = self.state.read(self.state.unit_dir(unit))
             if prev is not None and prev.get("status") == "ok" and prev.get("key") == self.unit_key(up) \
                     and not self.opts.force:

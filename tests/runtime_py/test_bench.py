@@ -238,7 +238,8 @@ def test_unauthorized(kind, fake_device, other_key, stub_artifacts, adb_env, hos
 @pytest.mark.parametrize("kind", ["adb", "adb-shell"])
 def test_no_device(kind, stub_artifacts, adb_env, host_key, tmp_path, capsys):
     argv = ["--device", "pixel8", "--serial", f"127.0.0.1:{free_port()}", "--transport", kind, "--artifacts",
-            str(stub_artifacts), "--out", str(tmp_path / "out"), "--connect-timeout-s", "2", "--key", str(host_key)]
+            str(stub_artifacts), "--out", str(tmp_path / "out"), "--connect-timeout-s", "2", "--key", str(host_key),
+            "--runner", "host"]                        # the stub set is ONNX: the Python runner's format
     assert bench.main(argv) == EXIT_DEVICE
     assert "no Android device answers" in capsys.readouterr().err
 
@@ -246,7 +247,7 @@ def test_no_device(kind, stub_artifacts, adb_env, host_key, tmp_path, capsys):
 @pytest.mark.device
 def test_wrong_profile_is_a_clear_mismatch(bench_device, stub_artifacts, adb_env, host_key, tmp_path, capsys):
     argv = ["--device", "galaxy-s24", "--serial", bench_device.serial, "--artifacts", str(stub_artifacts),
-            "--out", str(tmp_path / "out"), "--key", str(host_key)]
+            "--out", str(tmp_path / "out"), "--key", str(host_key), "--runner", "host"]
     assert bench.main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "is a Pixel 8" in err and "Samsung Galaxy S24" in err and "--allow-mismatch" in err
