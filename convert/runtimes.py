@@ -45,13 +45,8 @@ def default_threads() -> int:
     """CPU threads a runner uses when not told: :func:`set_default_threads`'s value, else the CPUs this process
     may run on (its affinity mask; ``os.cpu_count()`` where there is none). ONNX Runtime's own default counts
     physical cores only and LiteRT's is one thread."""
-    import os
-    if _DEFAULT_THREADS:
-        return _DEFAULT_THREADS
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    from isp.versions import usable_cpus
+    return _DEFAULT_THREADS or usable_cpus()
 
 
 def set_default_threads(n: int | None) -> int:

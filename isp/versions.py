@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["tool_versions", "cpu_model"]
+__all__ = ["tool_versions", "cpu_model", "usable_cpus"]
 
 
 def tool_versions(distributions: Iterable[str], *, python: bool = True, system: bool = False,
@@ -40,3 +40,12 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, ``os.cpu_count()`` where there is none; at least 1."""
+    import os
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

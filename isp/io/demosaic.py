@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import convolve, convolve1d
+from isp.versions import usable_cpus
 
 __all__ = ["BAYER_PATTERNS", "TILE_HALO", "bayer_masks", "demosaic_menon2007", "demosaic_bilinear"]
 
@@ -133,7 +134,7 @@ def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = Tr
         out[y0:y1, x0:x1] = finish(block[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0])
 
     starts = [(y0, x0) for y0 in range(0, h, step) for x0 in range(0, w, step)]
-    workers = max(1, min(len(starts), threads or _cpus()))
+    workers = max(1, min(len(starts), threads or usable_cpus()))
     if workers == 1:
         for y0, x0 in starts:
             one(y0, x0)
@@ -143,14 +144,6 @@ def demosaic_menon2007(cfa: np.ndarray, pattern: str = "RGGB", refine: bool = Tr
             for f in [pool.submit(one, y0, x0) for y0, x0 in starts]:
                 f.result()
     return out
-
-
-def _cpus() -> int:
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _menon_single(cfa: np.ndarray, pattern: str, refine: bool) -> np.ndarray:
