@@ -19,6 +19,9 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# software Vulkan (lavapipe) for the LiteRT GPU delegate; warns and goes on when it cannot
+bash scripts/setup_vulkan.sh || echo "warning: scripts/setup_vulkan.sh failed; GPU delegate tests will be skipped" >&2
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt"
 $VENV/bin/python -m pip install -q --upgrade pip setuptools wheel
