@@ -19,18 +19,20 @@ naming the rejected ops. With ``allow_cpu_fallback`` the runner's :attr:`LiteRTG
 where. The count M includes ops the delegate supports but left to the CPU because they sit outside its partition
 (after a rejected op); the rejected op types are the ones named.
 
+Every compile and run happens in a worker child (:mod:`convert.gpu_worker`), never in the calling process: a
+delegate that crashes (signal) or hangs raises :class:`GpuWorkerCrash` / :class:`GpuWorkerTimeout` naming the file,
+and the caller (pytest, an export, a drift run) lives on. :class:`LiteRTGpuRunner` holds one worker for its model;
+:func:`measure_coverage` and :func:`adapter` use a short-lived one.
+
 The WebGPU environment needs ``XDG_RUNTIME_DIR`` to be an existing folder; :func:`ensure_runtime_dir` sets it (to a
 private folder under the temp dir) when it is unset or missing. ``scripts/setup_vulkan.sh`` installs lavapipe.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -39,10 +41,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from convert.gpu_worker import GpuWorkerCrash, GpuWorkerTimeout, Worker, default_timeout
 from convert.runtimes import TensorSpec, _Base, _require, _reorder, _tflite_io_metadata
 
-__all__ = ["GPU_RUNTIMES", "GPU_PROFILE", "GpuFallbackError", "GpuUnavailable", "GpuCoverage", "LiteRTGpuRunner",
-           "adapter", "ensure_runtime_dir", "measure_coverage", "open_runner", "skip_reason"]
+__all__ = ["GPU_RUNTIMES", "GPU_PROFILE", "GpuFallbackError", "GpuUnavailable", "GpuCoverage", "GpuWorkerCrash",
+           "GpuWorkerTimeout", "LiteRTGpuRunner", "adapter", "ensure_runtime_dir", "measure_coverage", "open_runner",
+           "skip_reason"]
 
 #: runtime name -> enforce_f32
 GPU_RUNTIMES = {"litert-gpu": False, "litert-gpu-f32": True}
@@ -64,6 +68,7 @@ class GpuFallbackError(RuntimeError):
     def __init__(self, message: str, coverage: "GpuCoverage") -> None:
         super().__init__(message)
         self.coverage = coverage
+        self.worker_extra = asdict(coverage)            # what the worker child sends back with the message
 
 
 def ensure_runtime_dir() -> str:
@@ -190,11 +195,24 @@ def _compile(path: Path, enforce_f32: bool, allow_cpu: bool) -> tuple[Any, str]:
     return model, text
 
 
-def measure_coverage(path: str | Path, enforce_f32: bool = False) -> GpuCoverage:
-    """Compile ``path`` with GPU|CPU and read what the delegate took (see the module docstring)."""
+def measure_coverage(path: str | Path, enforce_f32: bool = False, timeout: float | None = None) -> GpuCoverage:
+    """Compile ``path`` with GPU|CPU in a worker child and read what the delegate took (see the module docstring).
+    :class:`GpuWorkerCrash` / :class:`GpuWorkerTimeout` (naming the file) when the delegate crashes or hangs."""
     path = Path(path)
-    model, text = _compile(path, enforce_f32, allow_cpu=True)
-    return _coverage(path, model, text, enforce_f32)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model")
+    worker = Worker()
+    try:
+        return _call(worker, path, "coverage", {"path": str(path), "enforce_f32": enforce_f32},
+                     default_timeout(300.0) if timeout is None else timeout, "measuring the GPU coverage of")
+    finally:
+        worker.close()
+
+
+def _measure_here(path: str, enforce_f32: bool) -> GpuCoverage:
+    p = Path(path)
+    model, text = _compile(p, enforce_f32, allow_cpu=True)
+    return _coverage(p, model, text, enforce_f32)
 
 
 def _coverage(path: Path, model: Any, text: str, enforce_f32: bool) -> GpuCoverage:
@@ -213,11 +231,8 @@ def _coverage(path: Path, model: Any, text: str, enforce_f32: bool) -> GpuCovera
                        cpu_op_counts=cpu_counts, adapter=adapter_name, enforce_f32=enforce_f32)
 
 
-class LiteRTGpuRunner(_Base):
-    """``.tflite`` on LiteRT's GPU delegate (``CompiledModel``), fp16 compute unless ``enforce_f32``.
-
-    Raises :class:`GpuFallbackError` when the delegate does not take the whole model, unless
-    ``allow_cpu_fallback``; :attr:`coverage` records what ran where."""
+class _LocalModel(_Base):
+    """A ``.tflite`` compiled on the GPU delegate in this process: used only inside the worker child."""
 
     def __init__(self, path: Path, input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None, enforce_f32: bool = False,
@@ -286,6 +301,65 @@ class LiteRTGpuRunner(_Base):
         return out
 
 
+_ERRORS = {"GpuUnavailable": GpuUnavailable, "ValueError": ValueError, "FileNotFoundError": FileNotFoundError}
+
+
+def _call(worker: Worker, path: Path, op: str, kwargs: dict[str, Any], timeout: float, what: str) -> Any:
+    """``op`` in ``worker`` about the model ``path``; the child's errors come back as this module's exceptions
+    and a crash or hang as :class:`GpuWorkerCrash` / :class:`GpuWorkerTimeout` naming the file."""
+    try:
+        reply = worker.call(op, kwargs, timeout, f"{what} {path.name}")
+    except GpuWorkerCrash as exc:
+        raise GpuWorkerCrash(f"{path}: {exc}", exc.signal, exc.returncode) from None
+    except GpuWorkerTimeout as exc:
+        raise GpuWorkerTimeout(f"{path}: {exc}") from None
+    if reply[0] == "ok":
+        return reply[1]
+    _, kind, message, extra = reply
+    if kind == "GpuFallbackError":
+        raise GpuFallbackError(message, GpuCoverage(**extra))
+    raise _ERRORS.get(kind, RuntimeError)(message)
+
+
+class LiteRTGpuRunner(_Base):
+    """``.tflite`` on LiteRT's GPU delegate (``CompiledModel``), fp16 compute unless ``enforce_f32``; compiled and
+    run in a worker child of its own (:mod:`convert.gpu_worker`), closed with :meth:`close` or when collected.
+
+    Raises :class:`GpuFallbackError` when the delegate does not take the whole model, unless
+    ``allow_cpu_fallback``; :attr:`coverage` records what ran where. A delegate crash raises
+    :class:`GpuWorkerCrash`, a hang (``timeout`` s per compile or run; ``ISP_GPU_TIMEOUT``) :class:`GpuWorkerTimeout`."""
+
+    def __init__(self, path: Path, input_names: Sequence[str] | None = None,
+                 output_names: Sequence[str] | None = None, enforce_f32: bool = False,
+                 allow_cpu_fallback: bool = False, timeout: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"artifact not found: {self.path}")
+        self.enforce_f32 = enforce_f32
+        self.runtime = "litert-gpu-f32" if enforce_f32 else "litert-gpu"
+        self.timeout = default_timeout() if timeout is None else timeout
+        self._worker = Worker()
+        try:
+            info = _call(self._worker, self.path, "open",
+                         {"path": str(self.path), "input_names": None if input_names is None else list(input_names),
+                          "output_names": None if output_names is None else list(output_names),
+                          "enforce_f32": enforce_f32, "allow_cpu_fallback": allow_cpu_fallback},
+                         self.timeout, "compiling")
+        except BaseException:
+            self._worker.close()
+            raise
+        self.coverage: GpuCoverage = info["coverage"]
+        self.inputs, self.outputs = info["inputs"], info["outputs"]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return _call(self._worker, self.path, "run", {"inputs": self._check(inputs)}, self.timeout,
+                     f"running ({self.runtime})")
+
+    def close(self) -> None:
+        """Stop the worker child (also done when the runner is collected)."""
+        self._worker.close()
+
+
 def open_runner(path: str | Path, runtime: str, input_names: Sequence[str] | None = None,
                 output_names: Sequence[str] | None = None, allow_cpu_fallback: bool = False) -> LiteRTGpuRunner:
     if runtime not in GPU_RUNTIMES:
@@ -335,38 +409,16 @@ def _tiny_model(op: str = "ADD") -> bytes:
 
 
 def _probe_here() -> dict[str, Any]:
-    """Compile and run the tiny model on the GPU in this process."""
+    """Compile and run the tiny model on the GPU in this process (the worker child)."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "probe.tflite"
         path.write_bytes(_tiny_model())
-        cov = measure_coverage(path)
-        runner = LiteRTGpuRunner(path)
+        model = _LocalModel(path)
         a = np.random.default_rng(0).random((1, 8, 8, 4), dtype=np.float32)
-        y = runner.run([a, a])[0]
+        y = model.run([a, a])[0]
         if not np.allclose(y, 2 * a, atol=1e-2):
-            raise GpuUnavailable(f"the GPU adapter ({cov.adapter}) computed a wrong sum on a probe model")
-    return {"available": True, "adapter": cov.adapter, "reason": None}
-
-
-@functools.lru_cache(maxsize=1)
-def adapter() -> dict[str, Any]:
-    """``{"available", "adapter", "reason"}``: whether LiteRT's GPU delegate runs here, on which adapter, else why
-    not. Probed once per process in a child process (a broken driver cannot take this one down)."""
-    env = dict(os.environ)
-    env["XDG_RUNTIME_DIR"] = ensure_runtime_dir()
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = "import json, convert.gpu_delegate as g; print('ISPJSON' + json.dumps(g._probe_or_reason()))"
-    try:
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
-    except subprocess.TimeoutExpired:
-        return {"available": False, "adapter": None, "reason": "the GPU probe did not finish in 180 s"}
-    for line in p.stdout.splitlines():
-        if line.startswith("ISPJSON"):
-            return json.loads(line[7:])
-    tail = (p.stderr or "").strip().splitlines()[-3:]
-    return {"available": False, "adapter": None,
-            "reason": f"the GPU probe failed (exit {p.returncode}): {' / '.join(tail) or 'no output'}"}
+            raise GpuUnavailable(f"the GPU adapter ({model.coverage.adapter}) computed a wrong sum on a probe model")
+    return {"available": True, "adapter": model.coverage.adapter, "reason": None}
 
 
 def _probe_or_reason() -> dict[str, Any]:
@@ -374,6 +426,56 @@ def _probe_or_reason() -> dict[str, Any]:
         return _probe_here()
     except (GpuUnavailable, GpuFallbackError, RuntimeError, ImportError) as exc:
         return {"available": False, "adapter": None, "reason": str(exc)}
+
+
+@functools.lru_cache(maxsize=1)
+def adapter() -> dict[str, Any]:
+    """``{"available", "adapter", "reason"}``: whether LiteRT's GPU delegate runs here, on which adapter, else why
+    not. Probed once per process in a worker child (a broken driver cannot take this one down)."""
+    worker = Worker()
+    try:
+        reply = worker.call("probe", {}, default_timeout(180.0), "probing the GPU adapter")
+    except (GpuWorkerCrash, GpuWorkerTimeout) as exc:
+        return {"available": False, "adapter": None, "reason": f"the GPU probe failed: {exc}"}
+    finally:
+        worker.close()
+    if reply[0] == "ok":
+        return reply[1]
+    return {"available": False, "adapter": None, "reason": f"the GPU probe failed: {reply[2]}"}
+
+
+# ------------------------------------------------------------------------------------- the worker child's side
+
+_OPEN: dict[str, _LocalModel] = {}
+
+
+def _worker_open(path: str, input_names: list[str] | None, output_names: list[str] | None, enforce_f32: bool,
+                 allow_cpu_fallback: bool) -> dict[str, Any]:
+    model = _LocalModel(Path(path), input_names, output_names, enforce_f32, allow_cpu_fallback)
+    _OPEN["model"] = model
+    return {"coverage": model.coverage, "inputs": model.inputs, "outputs": model.outputs}
+
+
+def _worker_run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+    if "model" not in _OPEN:
+        raise RuntimeError("the GPU worker has no model open")
+    return _OPEN["model"].run(inputs)
+
+
+def _crash_hook(op: str, fn: Any) -> Any:
+    """``fn``, or (when ``ISP_GPU_TEST_CRASH`` names ``op``) one that kills this child with SIGSEGV first: how the
+    tests prove that a delegate crash is reported and the caller survives."""
+    def crashing(**kwargs: Any) -> Any:
+        if op in os.environ.get("ISP_GPU_TEST_CRASH", "").split(","):
+            import signal
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return fn(**kwargs)
+    return crashing
+
+
+#: the requests a :class:`convert.gpu_worker.Worker` child serves
+WORKER_OPS = {op: _crash_hook(op, fn) for op, fn in (("open", _worker_open), ("run", _worker_run),
+                                                       ("coverage", _measure_here), ("probe", _probe_or_reason))}
 
 
 def skip_reason() -> str | None:

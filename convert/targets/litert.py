@@ -277,6 +277,8 @@ def export(req: ExportRequest) -> ExportResult:
         if gc.get("measured") and not gc.get("fully_accelerated"):
             rec.warn(f"GPU delegate (measured) leaves {gc['cpu_ops']} of {gc['total_ops']} ops on the CPU; "
                      f"rejected: {gc['rejected']}")
+        elif "detail" in gc:                     # the delegate crashed or hung on it (in its worker child)
+            rec.warn(f"{gc['reason']}: {gc['detail']}")
     with rec.step("coverage"):
         cov = coverage(flat)
     if cov.fallback:

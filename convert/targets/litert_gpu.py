@@ -12,11 +12,13 @@ exact:
   delegate no longer meets a ``DEQUANTIZE`` it may refuse (it took them in front of convolutions, not in front of
   other ops). The file's weights are then float32 (twice the bytes); the CPU runs it in float32 as before.
 
-:func:`measured_coverage` compiles the written file on the GPU delegate (when this host has an adapter) and returns
-the manifest record: ops on the GPU / total and every op type it left to the CPU, with the delegate's reasons.
+:func:`measured_coverage` compiles the written file on the GPU delegate in a worker child (when this host has an
+adapter and ``ISP_NO_GPU_PROBE=1`` is not set; a delegate crash is recorded, never fatal) and returns the manifest
+record: ops on the GPU / total and every op type it left to the CPU, with the delegate's reasons.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +131,24 @@ def measured_coverage(path: str | Path) -> dict[str, Any]:
     """The GPU delegate's own coverage of ``path`` (fp16, as a phone runs it) for the manifest's
     ``backend_coverage["gpu"]``: ``{"measured": True, "fraction", "total_ops", "delegated_ops", "cpu_ops",
     "fallback" (op type -> count), "rejected" (op type -> reason), "adapter", "method"}``, or ``{"measured":
-    False, "reason"}`` where this host has no GPU adapter."""
+    False, "reason"}`` where this host has no GPU adapter, ``ISP_NO_GPU_PROBE=1`` is set, or the delegate crashed
+    or hung on the file (it is compiled in a worker child, :mod:`convert.gpu_worker`, so the export goes on)."""
     from convert import gpu_delegate as gpu
 
+    path = Path(path)
+    if os.environ.get("ISP_NO_GPU_PROBE") == "1":
+        return {"measured": False, "reason": "not measured: ISP_NO_GPU_PROBE=1"}
     reason = gpu.skip_reason()
     if reason:
         return {"measured": False, "reason": reason}
     try:
         cov = gpu.measure_coverage(path)
+    except gpu.GpuWorkerCrash as exc:
+        how = f"signal {exc.signal}" if exc.signal else f"exit status {exc.returncode}"
+        return {"measured": False, "reason": f"not measured: delegate crashed ({how}) on {path.name}",
+                "detail": str(exc)}
+    except gpu.GpuWorkerTimeout as exc:
+        return {"measured": False, "reason": f"not measured: delegate timed out on {path.name}", "detail": str(exc)}
     except gpu.GpuUnavailable as exc:
         return {"measured": False, "reason": str(exc)}
     return {"measured": True, "delegate": "gpu", "fraction": round(cov.fraction, 4), "total_ops": cov.total_ops,

@@ -85,3 +85,27 @@ def test_rewritten_models_run_wholly_on_the_gpu(tmp_path):
         path.write_bytes(rewrite_for_gpu(flat)[0])
         cov = measured_coverage(path)
         assert cov["measured"] and cov["fully_accelerated"] and cov["fraction"] == 1.0, (name, cov)
+
+
+def test_probe_skipped_on_request(tmp_path, monkeypatch):
+    path = tmp_path / "clamp.tflite"
+    path.write_bytes(gpu._tiny_model("ADD"))
+    monkeypatch.setenv("ISP_NO_GPU_PROBE", "1")
+    assert measured_coverage(path) == {"measured": False, "reason": "not measured: ISP_NO_GPU_PROBE=1"}
+
+
+def test_delegate_crash_is_recorded_not_fatal(tmp_path, monkeypatch):
+    """The coverage probe compiles in a worker child: a segfault there (forced) is a recorded reason naming the
+    file, and this process (pytest, an export) goes on."""
+    reason = gpu.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "add.tflite"
+    path.write_bytes(gpu._tiny_model("ADD"))
+    monkeypatch.setenv("ISP_GPU_TEST_CRASH", "coverage")
+    cov = measured_coverage(path)
+    assert cov["measured"] is False
+    assert cov["reason"] == "not measured: delegate crashed (signal 11) on add.tflite", cov
+    assert "SIGSEGV" in cov["detail"] and str(path) in cov["detail"]
+    monkeypatch.delenv("ISP_GPU_TEST_CRASH")
+    assert measured_coverage(path)["fully_accelerated"]

@@ -66,3 +66,26 @@ def test_no_silent_cpu_fallback(adapter, tmp_path):
     assert not cov.fully_accelerated and "RELU_0_TO_1" in cov.rejected and cov.cpu_ops == 1 and cov.gpu_ops == 0
     x = np.linspace(-1, 2, 256, dtype=np.float32).reshape(1, 8, 8, 4)
     np.testing.assert_allclose(mixed.run([x])[0], np.clip(x, 0, 1), atol=1e-3)
+
+
+@pytest.mark.parametrize("stage", ["open", "run"])
+def test_delegate_crash_raises_and_the_caller_lives(adapter, tmp_path, monkeypatch, stage):
+    """Compile and run happen in the runner's worker child: a segfault there (forced) raises GpuWorkerCrash with
+    the signal and the file, in compile or in run, and this process goes on."""
+    path = tmp_path / "add.tflite"
+    path.write_bytes(gpu_delegate._tiny_model("ADD"))
+    monkeypatch.setenv("ISP_GPU_TEST_CRASH", stage)
+    x = np.ones((1, 8, 8, 4), np.float32)
+    with pytest.raises(gpu_delegate.GpuWorkerCrash, match=r"add\.tflite.*crashed \(signal 11, SIGSEGV\)") as err:
+        runner = runtimes.load(path, runtime="litert-gpu")
+        runner.run([x, x])
+    assert err.value.signal == 11
+    monkeypatch.delenv("ISP_GPU_TEST_CRASH")
+    assert np.all(runtimes.load(path, runtime="litert-gpu").run([x, x])[0] == 2.0)
+
+
+def test_hung_delegate_times_out(tmp_path):
+    path = tmp_path / "add.tflite"
+    path.write_bytes(gpu_delegate._tiny_model("ADD"))
+    with pytest.raises(gpu_delegate.GpuWorkerTimeout, match=r"add\.tflite.*within the timeout"):
+        gpu_delegate.LiteRTGpuRunner(path, timeout=0.05)
