@@ -53,4 +53,6 @@ if bash scripts/arm64_device.sh "${ISP_ARM64_CACHE:-$HOME/.cache/isp-arm64}/devi
 else
   echo "warning: no arm64 stand-in here (see scripts/arm64_device.sh); arm64 device tests will be skipped" >&2
 fi
+echo "== GPU delegate (LiteRT on Vulkan): the adapter the GPU runtime sees"
+$VENV/bin/python -m runtime_py.gpu || echo "warning: no GPU adapter for LiteRT; GPU delegate tests will be skipped" >&2
 echo "done: $VENV"

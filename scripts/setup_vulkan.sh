@@ -4,6 +4,11 @@
 # comes from bookworm-backports (Mesa 25). Idempotent; only acts as root or with sudo; every failure is a warning
 # (the GPU tests then skip and say why). Run by scripts/setup.sh; `python -m runtime_py.gpu` shows the result.
 set -uo pipefail
+mesa_ok() {  # lavapipe installed, and new enough (Mesa >= 23) for LiteRT's WebGPU
+  local v; v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null) || return 1
+  [ -n "$v" ] && dpkg --compare-versions "$v" ge 23 && dpkg -s libvulkan1 >/dev/null 2>&1
+}
+mesa_ok && exit 0
 command -v apt-get >/dev/null 2>&1 || { echo "warning: no apt-get; GPU delegate tests will be skipped" >&2; exit 0; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
@@ -11,11 +16,6 @@ if [ "$(id -u)" != 0 ]; then
   else echo "warning: not root and no sudo; software Vulkan not installed, GPU delegate tests will be skipped" >&2; exit 0; fi
 fi
 codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-mesa_ok() {  # lavapipe installed, and new enough (Mesa >= 23) for LiteRT's WebGPU
-  local v; v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null) || return 1
-  [ -n "$v" ] && dpkg --compare-versions "$v" ge 23 && dpkg -s libvulkan1 >/dev/null 2>&1
-}
-mesa_ok && exit 0
 target=()
 if [ "$codename" = bookworm ]; then
   src=/etc/apt/sources.list.d/bookworm-backports.sources
