@@ -41,7 +41,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from convert.gpu_worker import GpuWorkerCrash, GpuWorkerTimeout, Worker, default_timeout
+from convert.gpu_worker import GpuWorkerCrash, GpuWorkerTimeout, Worker, default_timeout, ensure_runtime_dir
 from convert.runtimes import TensorSpec, _Base, _require, _reorder, _tflite_io_metadata
 
 __all__ = ["GPU_RUNTIMES", "GPU_PROFILE", "GpuFallbackError", "GpuUnavailable", "GpuCoverage", "GpuWorkerCrash",
@@ -69,17 +69,6 @@ class GpuFallbackError(RuntimeError):
         super().__init__(message)
         self.coverage = coverage
         self.worker_extra = asdict(coverage)            # what the worker child sends back with the message
-
-
-def ensure_runtime_dir() -> str:
-    """``XDG_RUNTIME_DIR`` as an existing folder (WebGPU's environment needs one); set when unset or missing."""
-    cur = os.environ.get("XDG_RUNTIME_DIR")
-    if cur and Path(cur).is_dir():
-        return cur
-    path = Path(tempfile.gettempdir()) / f"isp-xdg-runtime-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.environ["XDG_RUNTIME_DIR"] = str(path)
-    return str(path)
 
 
 @contextlib.contextmanager
@@ -201,7 +190,7 @@ def measure_coverage(path: str | Path, enforce_f32: bool = False, timeout: float
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model")
-    worker = Worker()
+    worker = Worker(__name__)
     try:
         return _call(worker, path, "coverage", {"path": str(path), "enforce_f32": enforce_f32},
                      default_timeout(300.0) if timeout is None else timeout, "measuring the GPU coverage of")
@@ -338,7 +327,7 @@ class LiteRTGpuRunner(_Base):
         self.enforce_f32 = enforce_f32
         self.runtime = "litert-gpu-f32" if enforce_f32 else "litert-gpu"
         self.timeout = default_timeout() if timeout is None else timeout
-        self._worker = Worker()
+        self._worker = Worker(__name__)
         try:
             info = _call(self._worker, self.path, "open",
                          {"path": str(self.path), "input_names": None if input_names is None else list(input_names),
@@ -432,7 +421,7 @@ def _probe_or_reason() -> dict[str, Any]:
 def adapter() -> dict[str, Any]:
     """``{"available", "adapter", "reason"}``: whether LiteRT's GPU delegate runs here, on which adapter, else why
     not. Probed once per process in a worker child (a broken driver cannot take this one down)."""
-    worker = Worker()
+    worker = Worker(__name__)
     try:
         reply = worker.call("probe", {}, default_timeout(180.0), "probing the GPU adapter")
     except (GpuWorkerCrash, GpuWorkerTimeout) as exc:

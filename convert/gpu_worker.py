@@ -1,7 +1,7 @@
 """LiteRT's GPU delegate out of process: a worker child that compiles and runs models, so a delegate crash (a
 segfault in the WebGPU/Vulkan driver stack) or hang never takes down the caller (pytest, an export, a drift run).
 
-    worker = Worker()                       # spawns ``python -m convert.gpu_worker``
+    worker = Worker("convert.gpu_delegate")   # spawns ``python -m convert.gpu_worker convert.gpu_delegate``
     reply = worker.call("open", dict(...), timeout=300, what="compiling x.tflite")
     worker.close()
 
@@ -10,7 +10,7 @@ Frames on the child's stdin/stdout: an 8-byte little-endian length, then a pickl
 loads anything, so native code that prints cannot corrupt the frames; its stderr goes to a temporary file whose tail
 is quoted when it dies. A child that dies raises :class:`GpuWorkerCrash` (``signal`` set when a signal killed it);
 one that does not answer within the timeout is killed and raises :class:`GpuWorkerTimeout`. The requests the child
-serves are :data:`convert.gpu_delegate.WORKER_OPS`.
+serves are the ``WORKER_OPS`` table of the module named when the worker is made (:mod:`convert.gpu_delegate`).
 
 ``ISP_GPU_TIMEOUT`` (seconds) overrides the default timeout of a request.
 """
@@ -30,9 +30,20 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Worker", "GpuWorkerCrash", "GpuWorkerTimeout", "default_timeout"]
+__all__ = ["Worker", "GpuWorkerCrash", "GpuWorkerTimeout", "default_timeout", "ensure_runtime_dir"]
 
 _HEADER = struct.Struct("<Q")
+
+
+def ensure_runtime_dir() -> str:
+    """``XDG_RUNTIME_DIR`` as an existing folder (WebGPU's environment needs one); set when unset or missing."""
+    cur = os.environ.get("XDG_RUNTIME_DIR")
+    if cur and Path(cur).is_dir():
+        return cur
+    path = Path(tempfile.gettempdir()) / f"isp-xdg-runtime-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+    return str(path)
 
 
 def default_timeout(fallback: float = 600.0) -> float:
@@ -93,15 +104,13 @@ class Worker:
     """One GPU worker child; :meth:`call` sends a request and waits for its reply. Not shared between threads
     concurrently (a lock serialises calls)."""
 
-    def __init__(self) -> None:
-        from convert.gpu_delegate import ensure_runtime_dir
-
+    def __init__(self, ops_module: str = "convert.gpu_delegate") -> None:
         env = dict(os.environ)
         env["XDG_RUNTIME_DIR"] = ensure_runtime_dir()
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._log = tempfile.TemporaryFile(mode="w+b")
-        self._proc = subprocess.Popen([sys.executable, "-m", "convert.gpu_worker"], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen([sys.executable, "-m", "convert.gpu_worker", ops_module], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._log, env=env)
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _shutdown, self._proc, self._log)
@@ -181,7 +190,8 @@ def _serve() -> int:
     os.dup2(2, 1)                                   # stray prints of native code go to stderr, not the frames
     sys.stdout = sys.stderr
     proto_in = os.fdopen(0, "rb")
-    from convert.gpu_delegate import WORKER_OPS
+    import importlib
+    ops = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "convert.gpu_delegate").WORKER_OPS
 
     while True:
         head = proto_in.read(_HEADER.size)
@@ -190,7 +200,7 @@ def _serve() -> int:
         (size,) = _HEADER.unpack(head)
         op, kwargs = pickle.loads(proto_in.read(size))
         try:
-            reply = ("ok", WORKER_OPS[op](**kwargs))
+            reply = ("ok", ops[op](**kwargs))
         except Exception as exc:                    # noqa: BLE001 - every failure goes back to the parent
             extra = getattr(exc, "worker_extra", None)
             reply = ("error", type(exc).__name__, str(exc), extra)

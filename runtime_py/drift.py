@@ -30,10 +30,8 @@ What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
     to fp32/other precisions — e.g. the int8 policy's float units — and to other targets for units the target
     lacks) against the reference on the same frame: the final ``srgb`` and, as a chain table, every intermediate.
 
-(c) **on the GPU** (``--runtime litert-gpu`` fp16 as a phone runs it, ``litert-gpu-f32``; :mod:`runtime_py.gpu`):
-    per unit the LiteRT artifacts of the ``pixel8`` GPU units, end to end one chain per float precision with those
-    on the delegate and the rest on the CPU; a unit the delegate does not take whole fails unless
-    ``--allow-cpu-fallback``; records carry ``gpu_coverage`` and the budget class ``gpu-fp16`` / ``gpu-fp32``.
+(c) **on the GPU** (``--runtime litert-gpu`` fp16 as a phone runs it, ``litert-gpu-f32``): per unit and end to end,
+    the ``pixel8`` GPU units on LiteRT's GPU delegate (:mod:`runtime_py.gpu` says how; budget class ``gpu-fp16``).
 
 Metrics are :func:`runtime_py.metrics.compare`: PSNR, SSIM, ΔE2000 mean/p95/max for images (``srgb`` kind after
 gamma, ``linear`` before), PSNR and max-abs (``data``) for parameters, the raw-domain ``denoised_raw`` and the grid.
@@ -76,6 +74,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from runtime_py import gpu
 from runtime_py import metrics as M
 from isp.geometry import FrameGeometry
 from isp.io.capture import read_capture_data
@@ -299,13 +298,8 @@ def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Re
     stats = {"infer_seconds": 0.0, "calls": 0}
     t0 = time.perf_counter()
     try:
-        if runtime == "cpu":
-            runner = artifact.load(ort_int8)
-        else:
-            from runtime_py import gpu
-            rec["budget_class"] = gpu.budget_class(runtime, [artifact.precision])
-            runner = gpu.load_artifact(artifact, runtime, allow_cpu_fallback)
-            rec["gpu_coverage"] = runner.coverage.to_json()
+        runner = (artifact.load(ort_int8) if runtime == "cpu"
+                  else gpu.load_artifact(artifact, runtime, allow_cpu_fallback, record=rec))
     except Exception as exc:  # noqa: BLE001 — reported as "did not run", named
         rec.update(status="error", error=f"could not load: {type(exc).__name__}: {exc}", summary=[])
         return rec
@@ -521,15 +515,12 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
     """Measure a set (see the module docstring). Frames: ``dngs`` (cropped/checked with ``fit``) and/or
     ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``.
     ``runtimes``: ``cpu`` (every artifact on its host runner) and/or the GPU runtimes of :mod:`runtime_py.gpu`
-    (the LiteRT artifacts of the GPU set per unit, and one chain per float precision with the GPU set on the
-    delegate); ``allow_cpu_fallback`` lets the GPU delegate leave ops to the CPU (reported) instead of failing.
-    ``per_unit=False`` measures the end-to-end chains only (a GPU chain still fails on a unit the delegate does not
-    take whole)."""
+    (:func:`runtime_py.gpu.drift_jobs`, :func:`runtime_py.gpu.end_to_end_selections`); ``allow_cpu_fallback`` lets
+    the delegate leave ops to the CPU (reported) instead of failing. ``per_unit=False``: end-to-end chains only."""
     from isp.units import normalize_target
 
     t_start = time.perf_counter()
     say = say or (lambda _s: None)
-    from runtime_py import gpu
     gpu_runtimes, gpu_info = gpu.plan_runtimes(runtimes)
     aset = ArtifactSet.open(artifacts)
     targets = [normalize_target(t) for t in targets] if targets else None
@@ -560,11 +551,7 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
     runnable = [a for a in aset.artifacts if a.unit in aset.required_units or a.unit in AUX_UNITS]
     evaluated = [a for a in runnable if a.runnable_here and (targets is None or target_family(a.target) in targets
                                                               or a.target in targets)]
-    jobs = [(a, "cpu") for a in evaluated] if "cpu" in runtimes else []
-    for r in gpu_runtimes:
-        jobs += [(a, r) for a in gpu.gpu_artifacts(aset, r)]
-    if not per_unit:
-        jobs = []
+    jobs = gpu.drift_jobs(aset, evaluated, runtimes) if per_unit else []     # [(artifact, runtime)]
     for a in runnable:
         if not a.runnable_here:
             not_run.append(_coreml_record(a))
@@ -678,12 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per frame and tiled unit, at most this many tiles in the per-tile comparison (0 = all)")
     p.add_argument("--weights", type=Path, default=None, help="reference weights (default: the manifest's)")
     add_ort_int8_arg(p)
-    p.add_argument("--runtime", type=_csv, default=["cpu"], metavar="R,R",
-                   help="cpu (default: every artifact on its host runner), litert-gpu (LiteRT's GPU delegate, fp16 "
-                        "compute), litert-gpu-f32 (enforce_f32); a comma list compares them in one report")
-    p.add_argument("--allow-cpu-fallback", action="store_true",
-                   help="GPU runtimes: let the delegate leave ops to the CPU (listed in the report) instead of "
-                        "failing the unit")
+    gpu.add_runtime_args(p, several=True)
     p.add_argument("--end-to-end-only", action="store_true", help="skip the per-unit measurements")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress output")

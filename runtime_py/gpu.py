@@ -1,5 +1,10 @@
 """LiteRT's GPU delegate for artifact sets: which units a device profile runs on it, their artifacts and chains.
 
+In :mod:`runtime_py.drift` (``--runtime litert-gpu``): per unit the LiteRT artifacts of the ``pixel8`` GPU units,
+end to end one chain per float precision with those on the delegate and the rest on the CPU; a unit the delegate
+does not take whole fails unless ``--allow-cpu-fallback``; records carry ``gpu_coverage`` and the budget class
+``gpu-fp16`` / ``gpu-fp32``.
+
     python -m runtime_py.gpu                     # the adapter the GPU runtime sees, or why there is none
     python -m runtime_py.gpu coverage FILE.tflite [--json OUT]   # what the delegate takes of one model
 
@@ -11,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from convert.gpu_delegate import *  # noqa: F401,F403
 from convert.gpu_delegate import (GPU_PROFILE, GPU_RUNTIMES, GpuUnavailable, LiteRTGpuRunner, adapter,  # noqa: F401
@@ -78,15 +83,46 @@ def gpu_artifacts(aset: Any, runtime: str, profile: str = GPU_PROFILE) -> list[A
     return out
 
 
-def load_artifact(artifact: Any, runtime: str, allow_cpu_fallback: bool = False) -> LiteRTGpuRunner:
-    """A set's artifact on the GPU runtime, with the manifest's tensor names and shapes checked."""
+def load_artifact(artifact: Any, runtime: str, allow_cpu_fallback: bool = False,
+                  record: dict[str, Any] | None = None) -> LiteRTGpuRunner:
+    """A set's artifact on the GPU runtime, with the manifest's tensor names and shapes checked. ``record`` (a
+    drift record) gets the run's ``budget_class`` and, once compiled, the delegate's ``gpu_coverage``."""
+    if record is not None:
+        record["budget_class"] = budget_class(runtime, [artifact.precision])
     runner = open_runner(artifact.path, runtime, artifact.input_names, artifact.output_names, allow_cpu_fallback)
+    if record is not None:
+        record["gpu_coverage"] = runner.coverage.to_json()
     for kind, got, want in (("input", runner.inputs, artifact.input_shapes),
                             ("output", runner.outputs, artifact.output_shapes)):
         if [tuple(s.shape) for s in got] != [tuple(w) for w in want]:
             raise ValueError(f"{artifact.path.name}: the model's {kind}s {[s.shape for s in got]} differ from the "
                              f"manifest's {want}; re-export")
     return runner
+
+
+def drift_jobs(aset: Any, evaluated: Sequence[Any], runtimes: Sequence[str]) -> list[tuple[Any, str]]:
+    """The per-unit drift runs ``[(artifact, runtime)]``: ``evaluated`` on the CPU when ``runtimes`` has ``cpu``,
+    and per GPU runtime the set's artifacts of the GPU units (:func:`gpu_artifacts`)."""
+    jobs = [(a, "cpu") for a in evaluated] if "cpu" in runtimes else []
+    for r in runtimes:
+        if r != "cpu":
+            jobs += [(a, r) for a in gpu_artifacts(aset, r)]
+    return jobs
+
+
+def add_runtime_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--runtime`` (one of :data:`RUNTIMES`, or with ``several`` a comma list compared in one report) and
+    ``--allow-cpu-fallback``."""
+    if several:
+        p.add_argument("--runtime", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=["cpu"],
+                       metavar="R,R", help="cpu (default: every artifact on its host runner), litert-gpu (LiteRT's "
+                       "GPU delegate, fp16 compute), litert-gpu-f32 (enforce_f32); a comma list compares them in "
+                       "one report")
+    else:
+        p.add_argument("--runtime", choices=RUNTIMES, default="cpu", help="cpu, or LiteRT's GPU delegate")
+    p.add_argument("--allow-cpu-fallback", action="store_true",
+                   help="GPU runtimes: let the delegate leave ops to the CPU (listed in the report) instead of "
+                        "failing the unit")
 
 
 def _selection_class() -> type:
