@@ -24,11 +24,6 @@ from .artifact_sets import cached_set
 pytestmark = [pytest.mark.budget, pytest.mark.slow]
 
 
-# Measured here on 2 DNGs (astronaut d65, canon550d): every GPU unit runs wholly on the delegate; GTM (c computed
-# as 0 in fp16) and LTM (channel slices wrong on the delegate) are fixed (lsrgb_ltm 49.3 / 64.4 dB), but chroma
-# breaks on the GPU (processed_lsrgb 13.8 / 31.5 dB), so srgb is 14.0 / 23.9 dB. Not run until fixed (it would spend
-# CI minutes on lavapipe to fail); remove the mark then — strict, so a pass is noticed.
-@pytest.mark.xfail(strict=True, run=False, reason="GPU fp16 chain below budget: chroma wrong on the GPU delegate")
 def test_gpu_budget(request, tmp_path_factory, shared_root, tmp_path):
     reason = gpu.skip_reason()
     if reason:
