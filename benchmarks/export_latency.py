@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/export_latency.py SET [SET ...] [--threads N] [--repeat 10] [--warmup 2]
         [--units denoise,enhance] [--targets onnx,litert] [--precisions fp32,int8] [--ort-int8 host|emulate]
         [--torch-layout pipeline|contiguous] [--json OUT.json] [--markdown OUT.md] [--no-isolate] [--quiet]
+        [--runtime cpu|litert-gpu|litert-gpu-f32]
 
 ``SET`` is a folder written by ``python convert/export.py --out DIR`` (its ``manifest.json``), or a folder whose
 sub-folders are such sets (e.g. ``/tmp/bench12`` holding ``onnx_fp32/``, ``litert_int8/``, ...). All sets must
@@ -119,9 +120,11 @@ def _set_threads(threads: int, executorch: bool = True) -> None:
         pass
 
 
-def _runner_options(target: str, threads: int) -> dict[str, Any]:
+def _runner_options(target: str, threads: int, runtime: str = "cpu") -> dict[str, Any]:
     from isp.units import target_family
     fam = target_family(target)
+    if fam == "litert" and runtime != "cpu":         # LiteRT's GPU delegate (runtime_py.gpu); no thread count
+        return {"runtime": runtime}
     if fam == "onnx":
         return {"intra_op_threads": threads}
     if fam == "litert":
@@ -195,7 +198,9 @@ def measure_unit(spec: Mapping[str, Any], progress=None) -> dict[str, Any]:
             art = next(a for a in aset.artifacts if a.file == it["file"])
             art.check_file(bool(spec.get("verify", True)))
             t_load = time.perf_counter()
-            runner = art.load(spec["ort_int8"], **_runner_options(art.target, threads))
+            runtime = spec.get("runtime", "cpu") if unit_id in spec.get("gpu_units", ()) else "cpu"
+            runner = art.load(spec["ort_int8"], **_runner_options(art.target, threads, runtime))
+            rec["runtime"] = runtime if art.family == "litert" else "cpu"
             rec["load_seconds"] = round(time.perf_counter() - t_load, 3)
             rec["input_dtypes"] = [s.dtype for s in runner.inputs]
         except Exception as exc:  # noqa: BLE001 — reported, the others go on
@@ -316,6 +321,13 @@ def benchmark(opts: argparse.Namespace) -> dict[str, Any]:
         if unknown:
             raise ValueError(f"--units: {', '.join(unknown)} not in this pipeline ({', '.join(units_all)})")
     by_unit, by_file, failures = collect_items(sets, names, units, opts.targets)
+    gpu_set: list[str] = []
+    if opts.runtime != "cpu":                 # LiteRT artifacts of the GPU units run on the GPU delegate
+        from runtime_py import gpu
+        reason = gpu.skip_reason()
+        if reason:
+            raise ValueError(f"--runtime {opts.runtime}: {reason}")
+        gpu_set = list(gpu.gpu_units())
     chains = build_chains(sets, names, units, by_file, failures, opts.targets)
     if opts.precisions:                       # keep those columns, and time only what they use
         chains = [c for c in chains if c.precision in opts.precisions]
@@ -352,6 +364,7 @@ def benchmark(opts: argparse.Namespace) -> dict[str, Any]:
             bar.refresh()
 
         spec = {"unit": unit, "identity": ident, "weights": weights, "threads": opts.threads, "warmup": opts.warmup,
+                "runtime": opts.runtime, "gpu_units": gpu_set,
                 "repeat": opts.repeat, "ort_int8": opts.ort_int8, "torch_layout": opts.torch_layout,
                 "verify": not opts.no_verify,
                 "items": [{"key": it.key, "root": it.root, "file": it.file, "target": it.target} for it in runnable]}
@@ -534,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", type=_csv, default=None, help="comma list of precisions (default: all)")
     p.add_argument("--ort-int8", choices=("host", "emulate"), default="host",
                    help="ONNX int8: ORT's integer kernels (host, default) or float Q/DQ emulation")
+    p.add_argument("--runtime", choices=("cpu", "litert-gpu", "litert-gpu-f32"), default="cpu",
+                   help="LiteRT artifacts of the pixel8 GPU units on the CPU (default) or LiteRT's GPU delegate "
+                        "(fp16 / enforce_f32; here: lavapipe, a software Vulkan: not a phone's latency)")
     p.add_argument("--torch-layout", choices=("pipeline", "contiguous"), default="pipeline",
                    help="torch baseline: as the reference pipeline runs it (denoise/enhance channels-last) or the "
                         "unit module as built")

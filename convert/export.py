@@ -241,6 +241,8 @@ def _export_one(planned: Any, unit: Any, opts: ExportOptions, staging: Path, cal
     backend_coverage = {name: {"delegate": r.op_coverage.delegate, "total_ops": r.op_coverage.total_ops,
                                "delegated_ops": r.op_coverage.delegated_ops}
                         for name, r in result.backends.items() if r.op_coverage is not None}
+    if (result.details.get("gpu_coverage") or {}).get("measured"):      # LiteRT: the GPU delegate's own count
+        backend_coverage["gpu"] = dict(result.details["gpu_coverage"])
 
     # one manifest entry per produced file: the primary artifact, plus other ExecuTorch backends' programs
     produced: list[tuple[str, str, Path, Any, bool, str | None]] = []

@@ -222,8 +222,11 @@ BUILTIN: dict[str, DeviceProfile] = {p.name: p for p in (
         # reached through NNAPI, deprecated since Android 15), then ExecuTorch on XNNPACK, then the CPU paths
         preferences=(_P("tflite", "gpu", 0.9), _P("tflite", "nnapi", 0.9), _P("executorch", "xnnpack"),
                      _P("tflite", "xnnpack"), _P("onnx", "cpu")),
-        # the BGU fit needs float32 (its 1e-7 regulariser vanishes in fp16, which the GPU delegate computes in)
-        units={"upsample_fit": (_P("executorch", "xnnpack"), _P("tflite", "xnnpack"), _P("onnx", "cpu"))},
+        # the BGU fit needs float32 (its 1e-7 regulariser vanishes in fp16, which the GPU delegate computes in);
+        # the BGU slice takes a 5-D grid window and runtime interpolation matrices (a BATCH_MATMUL of two runtime
+        # tensors), which LiteRT's GPU delegate rejects (measured: 56 of 282 ops on the GPU): both on the CPU
+        units={"upsample_fit": (_P("executorch", "xnnpack"), _P("tflite", "xnnpack"), _P("onnx", "cpu")),
+               "upsample_slice": (_P("executorch", "xnnpack"), _P("tflite", "xnnpack"), _P("onnx", "cpu"))},
         precisions=("int8", "fp16", "fp32", "w8"),
         notes="Tensor G3: Mali-G715 GPU, TPU via NNAPI (Android 14)."),
     DeviceProfile(
@@ -337,8 +340,9 @@ class Selection:
 
 def _coverage_fraction(artifact: Mapping[str, Any], delegate: str) -> float | None:
     """Fraction of the artifact's ops the ``delegate`` takes, from the manifest: ``backend_coverage[delegate]``
-    (e.g. the ONNX exporter's NNAPI / Core ML estimates) or ``op_coverage`` when its delegate names this one
-    (LiteRT's ``gpu-delegate (static check)``); None when the manifest says nothing about this delegate."""
+    (LiteRT's ``gpu``: measured by the GPU delegate at export; the ONNX exporter's NNAPI / Core ML estimates) or,
+    only where nothing was measured, ``op_coverage`` when its delegate names this one (LiteRT's
+    ``gpu-delegate (static check)``, a guess); None when the manifest says nothing about this delegate."""
     def frac(cov: Mapping[str, Any]) -> float | None:
         if isinstance(cov.get("fraction"), (int, float)):
             return float(cov["fraction"])
@@ -349,7 +353,7 @@ def _coverage_fraction(artifact: Mapping[str, Any], delegate: str) -> float | No
 
     by_backend = artifact.get("backend_coverage") or {}
     if isinstance(by_backend.get(delegate), Mapping):
-        return frac(by_backend[delegate])
+        return frac(by_backend[delegate])       # LiteRT "gpu": measured by the delegate at export
     cov = artifact.get("op_coverage") or {}
     if delegate.lower() in str(cov.get("delegate") or "").lower():
         return frac(cov)

@@ -3,6 +3,7 @@
     python -m runtime_py.drift --artifacts DIR [--dng FILE ...] [--eval-set DIR] [--json OUT] [--html OUT]
                                [--budget ci|npu|none|FILE] [--fit crop|exact] [--targets onnx,tflite]
                                [--max-frames N] [--max-tiles N] [--ort-int8 emulate|host] [--threads N] [--quiet]
+                               [--runtime cpu,litert-gpu,litert-gpu-f32] [--allow-cpu-fallback]
     python -m runtime_py.drift --explain denoise|enhance --calibration DIR [...]   (runtime_py.quant_debug)
 
 What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
@@ -29,6 +30,9 @@ What is measured (``docs/EXPORT_DESIGN.md``, "Execution"):
     to fp32/other precisions — e.g. the int8 policy's float units — and to other targets for units the target
     lacks) against the reference on the same frame: the final ``srgb`` and, as a chain table, every intermediate.
 
+(c) **on the GPU** (``--runtime litert-gpu`` fp16 as a phone runs it, ``litert-gpu-f32``): per unit and end to end,
+    the ``pixel8`` GPU units on LiteRT's GPU delegate (:mod:`runtime_py.gpu` says how; budget class ``gpu-fp16``).
+
 Metrics are :func:`runtime_py.metrics.compare`: PSNR, SSIM, ΔE2000 mean/p95/max for images (``srgb`` kind after
 gamma, ``linear`` before), PSNR and max-abs (``data``) for parameters, the raw-domain ``denoised_raw`` and the grid.
 
@@ -44,7 +48,8 @@ checks nothing, or a JSON file of the same shape)::
 
     {"unit": {"fp32": {"psnr_min": 60}},
      "end_to_end": {"fp32": {"psnr_min": 60}, "fp16": {"psnr_min": 45},
-                    "int8": {"psnr_min": 38, "de2000_mean_max": 1.0}}}
+                    "int8": {"psnr_min": 38, "de2000_mean_max": 1.0},
+                    "gpu-fp16": {"psnr_min": 45, "de2000_mean_max": 0.5}}}
 
 A unit budget applies to artifacts of that precision, on every budgeted output, both scopes, every frame (worst
 case). An end-to-end budget applies by the chain's class: ``int8`` if any unit is int8 or w8, else ``fp16`` if any
@@ -69,6 +74,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from runtime_py import gpu
 from runtime_py import metrics as M
 from isp.geometry import FrameGeometry
 from isp.io.capture import read_capture_data
@@ -87,7 +93,6 @@ __all__ = ["CI_BUDGETS", "NPU_BUDGETS", "LIMITS", "load_budgets", "kind_of", "Ev
            "check_budgets", "run_drift", "DriftResult", "html_sections", "write_reports", "build_parser", "main"]
 
 FORMAT = "isp-drift/1"
-
 
 
 # ------------------------------------------------------------------------------------------------------ kinds
@@ -277,19 +282,24 @@ class _UnitImage:
 
 def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Reference, *,
                   eval_set: Any = None, max_tiles: int | None = 16, images: list | None = None,
-                  ort_int8: str = "emulate") -> dict[str, Any]:
+                  ort_int8: str = "emulate", runtime: str = "cpu", allow_cpu_fallback: bool = False
+                  ) -> dict[str, Any]:
     """Drift of one artifact on the reference's inputs (see the module docstring). Returns the JSON record;
-    appends a :class:`_UnitImage` for the page to ``images`` (first frame, first image output)."""
+    appends a :class:`_UnitImage` for the page to ``images`` (first frame, first image output). ``runtime``: a
+    GPU runtime of :mod:`runtime_py.gpu` runs the ``.tflite`` on LiteRT's GPU delegate (the record then has its
+    budget class and what the delegate took)."""
     from isp.stages.upsample import bgu_slice_reference
 
     rec: dict[str, Any] = {**artifact.summary(), "status": "ok", "error": None, "rows": [], "seconds": {},
-                           "runner_options": artifact.load_options(ort_int8)}
+                           "runner_options": artifact.load_options(ort_int8), "runtime": runtime}
+    label = artifact.label if runtime == "cpu" else f"{artifact.label} on {runtime}"
     unit = artifact.unit
     geo = reference.geometry
     stats = {"infer_seconds": 0.0, "calls": 0}
     t0 = time.perf_counter()
     try:
-        runner = artifact.load(ort_int8)
+        runner = (artifact.load(ort_int8) if runtime == "cpu"
+                  else gpu.load_artifact(artifact, runtime, allow_cpu_fallback, record=rec))
     except Exception as exc:  # noqa: BLE001 — reported as "did not run", named
         rec.update(status="error", error=f"could not load: {type(exc).__name__}: {exc}", summary=[])
         return rec
@@ -319,12 +329,12 @@ def evaluate_unit(artifact: Artifact, frames: Sequence[EvalFrame], reference: Re
                 rec["rows"].append(_row(frame.name, "frame", "srgb_upsampled (sliced)",
                                         _compare(sliced, ref["srgb_upsampled"], "srgb_upsampled (sliced)"), True))
                 if images is not None and fi == 0:
-                    images.append(_UnitImage(unit, artifact.label, ref["srgb_upsampled"], sliced,
+                    images.append(_UnitImage(unit, label, ref["srgb_upsampled"], sliced,
                                              "srgb_upsampled (sliced)"))
             elif images is not None and fi == 0:
                 k = next((i for i, n in enumerate(names) if kind_of(n) != "data" or n == "denoised_raw"), None)
                 if k is not None:
-                    images.append(_UnitImage(unit, artifact.label, expected[k], outs[k], names[k]))
+                    images.append(_UnitImage(unit, label, expected[k], outs[k], names[k]))
             if tiled:
                 for origin, tile_outs, tile_refs in _tile_cases(unit, frame, info, reference, eval_set, call,
                                                                 geo, window, max_tiles):
@@ -453,6 +463,8 @@ def evaluate_end_to_end(name: str, selection: Selection | Exception, frames: Seq
                                                   for k, v in t.items()} for u, t in pipe.timings.items()}})
             if images is not None and fi == 0:
                 images.append((name, ref["srgb"], out["srgb"], frame.name))
+        if hasattr(selection, "coverage"):                  # a GPU chain: what the delegate took, per unit
+            rec["gpu_coverage"] = selection.coverage()
     except Exception as exc:  # noqa: BLE001 — named as a failure
         rec.update(status="error", error=f"did not run: {type(exc).__name__}: {exc}")
     if rec["frames"]:
@@ -498,13 +510,18 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
               eval_set: str | Path | None = None, fit: str = "crop", budgets: Mapping[str, Any] | None = None,
               targets: Sequence[str] | None = None, max_frames: int | None = None, max_tiles: int | None = 16,
               weights: str | Path | None = None, ort_int8: str = "emulate", progress: bool = False,
-              say: Callable[[str], None] | None = None) -> DriftResult:
+              say: Callable[[str], None] | None = None, runtimes: Sequence[str] = ("cpu",),
+              allow_cpu_fallback: bool = False, per_unit: bool = True) -> DriftResult:
     """Measure a set (see the module docstring). Frames: ``dngs`` (cropped/checked with ``fit``) and/or
-    ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``."""
+    ``eval_set``; with neither, the evaluation set recorded in the manifest's calibration, else ``ValueError``.
+    ``runtimes``: ``cpu`` (every artifact on its host runner) and/or the GPU runtimes of :mod:`runtime_py.gpu`
+    (:func:`runtime_py.gpu.drift_jobs`, :func:`runtime_py.gpu.end_to_end_selections`); ``allow_cpu_fallback`` lets
+    the delegate leave ops to the CPU (reported) instead of failing. ``per_unit=False``: end-to-end chains only."""
     from isp.units import normalize_target
 
     t_start = time.perf_counter()
     say = say or (lambda _s: None)
+    gpu_runtimes, gpu_info = gpu.plan_runtimes(runtimes)
     aset = ArtifactSet.open(artifacts)
     targets = [normalize_target(t) for t in targets] if targets else None
     cs = None
@@ -534,13 +551,14 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
     runnable = [a for a in aset.artifacts if a.unit in aset.required_units or a.unit in AUX_UNITS]
     evaluated = [a for a in runnable if a.runnable_here and (targets is None or target_family(a.target) in targets
                                                               or a.target in targets)]
+    jobs = gpu.drift_jobs(aset, evaluated, runtimes) if per_unit else []     # [(artifact, runtime)]
     for a in runnable:
         if not a.runnable_here:
             not_run.append(_coreml_record(a))
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(evaluated) + len(frames), desc="drift", unit="step", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=len(jobs) + len(frames), desc="drift", unit="step", dynamic_ncols=True, leave=False)
     try:
         for frame in frames:
             if bar is not None:
@@ -549,21 +567,25 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
             reference.intermediates(frame)
             if bar is not None:
                 bar.update(1)
-        for a in evaluated:
+        for a, rt in jobs:
             if bar is not None:
                 bar.set_postfix_str(a.label)
-            say(f"unit: {a.label}")
+            say(f"unit: {a.label}" + (f" on {rt}" if rt != "cpu" else ""))
             try:
                 a.check_file(verify=True)
             except (FileNotFoundError, ValueError) as exc:
                 units.append({**a.summary(), "status": "error", "error": str(exc), "rows": [], "summary": []})
                 continue
             units.append(evaluate_unit(a, frames, reference, eval_set=cs, max_tiles=max_tiles,
-                                       images=result.unit_images, ort_int8=ort_int8))
+                                       images=result.unit_images, ort_int8=ort_int8, runtime=rt,
+                                       allow_cpu_fallback=allow_cpu_fallback))
             if bar is not None:
                 bar.update(1)
         e2e = []
-        for name, sel in end_to_end_selections(aset, targets, ort_int8):
+        chains = end_to_end_selections(aset, targets, ort_int8) if "cpu" in runtimes else []
+        for r in gpu_runtimes:
+            chains += gpu.end_to_end_selections(aset, r, allow_cpu_fallback)
+        for name, sel in chains:
             if bar is not None:
                 bar.set_postfix_str(f"end to end {name}")
             say(f"end to end: {name}")
@@ -590,6 +612,8 @@ def run_drift(artifacts: str | Path, *, dngs: Sequence[str | Path] | None = None
                       "eval_set_reproducibility": reproducibility},
         "budget": budgets,
         "ort_int8": ort_int8,
+        "runtimes": list(runtimes),
+        "gpu": gpu_info,
         "units": units,
         "end_to_end": e2e,
         "not_run": not_run,
@@ -641,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per frame and tiled unit, at most this many tiles in the per-tile comparison (0 = all)")
     p.add_argument("--weights", type=Path, default=None, help="reference weights (default: the manifest's)")
     add_ort_int8_arg(p)
+    gpu.add_runtime_args(p, several=True)
+    p.add_argument("--end-to-end-only", action="store_true", help="skip the per-unit measurements")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -661,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
             args.eval_set = args.eval_set / "eval"
         result = run_drift(args.artifacts, dngs=args.dng, eval_set=args.eval_set, fit=args.fit, budgets=budgets,
                            targets=args.targets, max_frames=args.max_frames, max_tiles=args.max_tiles or None,
-                           weights=args.weights, ort_int8=args.ort_int8,
+                           weights=args.weights, ort_int8=args.ort_int8, runtimes=args.runtime,
+                           allow_cpu_fallback=args.allow_cpu_fallback, per_unit=not args.end_to_end_only,
                            progress=not args.quiet and sys.stderr.isatty(),
                            say=None if args.quiet else (lambda s: print(f"drift: {s}", file=sys.stderr)))
     except (ValueError, FileNotFoundError, NotRunnableError) as exc:

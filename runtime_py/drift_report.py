@@ -91,16 +91,18 @@ def html_sections(result: Any) -> list:
     # per unit
     unit_rows = []
     for u in rep["units"]:
-        limits = (budgets.get("unit", {}).get(u["precision"]) if budgets else None)
+        limits = (budgets.get("unit", {}).get(u.get("budget_class", u["precision"])) if budgets else None)
+        rt = u.get("runtime", "cpu")
         if u["status"] != "ok":
-            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"],
+            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"], "runtime": rt,
                               "output": "—", "scope": "—", "verdict": f"FAIL: {u['error']}"})
             continue
         for s in u["summary"]:
             bad = violations(s, limits) if (limits and s["budgeted"]) else []
             runner = {"runner": "float Q/DQ emulation"} if u.get("runner_options", {}).get("optimization") == \
                 "disable" else {}
-            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"], **runner,
+            unit_rows.append({"unit": u["unit"], "target": u["target"], "precision": u["precision"], "runtime": rt,
+                              **runner,
                               "output": s["output"], "scope": s["scope"], "n": s["n"],
                               **{k: s[k] for k in METRICS}, "worst at": _fmt_where(s),
                               "verdict": ("FAIL: " + "; ".join(bad)) if bad else

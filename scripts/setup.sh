@@ -19,6 +19,9 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# software Vulkan (lavapipe) for the LiteRT GPU delegate; warns and goes on when it cannot
+bash scripts/setup_vulkan.sh || echo "warning: scripts/setup_vulkan.sh failed; GPU delegate tests will be skipped" >&2
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt"
 $VENV/bin/python -m pip install -q --upgrade pip setuptools wheel
@@ -50,4 +53,6 @@ if bash scripts/arm64_device.sh "${ISP_ARM64_CACHE:-$HOME/.cache/isp-arm64}/devi
 else
   echo "warning: no arm64 stand-in here (see scripts/arm64_device.sh); arm64 device tests will be skipped" >&2
 fi
+echo "== GPU delegate (LiteRT on Vulkan): the adapter the GPU runtime sees"
+$VENV/bin/python -m runtime_py.gpu || echo "warning: no GPU adapter for LiteRT; GPU delegate tests will be skipped" >&2
 echo "done: $VENV"

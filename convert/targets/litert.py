@@ -5,9 +5,11 @@ Precisions:
 * ``fp32`` — ``litert_torch.convert`` of the module behind a keyword wrapper, so the signature
   (``serving_default``) carries ``request.input_names`` / ``request.output_names``. Layout stays NCHW at the
   signature; the converter inserts TRANSPOSEs around NHWC kernels.
-* ``fp16`` — float16 *weights*: ai-edge-quantizer ``float_casting`` (16-bit float weight-only) on the fp32
-  flatbuffer. Conv/FC/depthwise weights are stored fp16 with a DEQUANTIZE in front; the CPU (XNNPACK) runs the
-  graph in fp32, the GPU delegate in fp16. This is TFLite's "float16 quantization".
+* ``fp16`` — the precision of the GPU path: ai-edge-quantizer ``float_casting`` (16-bit float weights) on the fp32
+  flatbuffer, then :func:`convert.targets.litert_gpu.rewrite_for_gpu` folds each fp16 weight's DEQUANTIZE back
+  into a float32 constant holding the same (fp16-rounded) values: the GPU delegate computes in fp16 and rounds
+  weights to fp16 itself, and it refused DEQUANTIZE in front of non-convolution ops. The CPU (XNNPACK) runs the
+  graph in fp32. The file's weights are float32 (twice TFLite's "float16 quantization" size).
 * ``int8`` — full-integer static W8A8. ``options["int8_method"]``: ``"pt2e"``: litert-torch's
   ``PT2EQuantizer`` (symmetric, per-channel weights, static activations) with torchao ``prepare_pt2e`` /
   ``convert_pt2e``, calibrated on ``request.calibration``, int literals rewritten to floats first (the
@@ -25,7 +27,11 @@ Precisions:
   (TFLite "dynamic range"). ``options["w8_mode"] = "weight_only"`` gives ``weight_only_wi8_afp32`` instead
   (int8 weights dequantized to fp32, float compute).
 
-Op coverage is a **static check** of the written flatbuffer: builtin ops by type, and which of them the TFLite GPU
+Float sets (fp32, fp16) also get the other GPU rewrites of :mod:`convert.targets.litert_gpu` (the final clamp as
+MAXIMUM/MINIMUM instead of RELU_0_TO_1) and their GPU coverage **measured by the delegate** where this host has an
+adapter (``details["gpu_coverage"]``, copied to the manifest's ``backend_coverage["gpu"]``; device profiles use it).
+
+Op coverage (``op_coverage``) is a **static check** of the written flatbuffer: builtin ops by type, and which of them the TFLite GPU
 delegate accepts, per the allow-list and conditions of TensorFlow's
 ``tensorflow/lite/tools/versioning/gpu_compatibility.cc`` (``CheckGpuDelegateCompatibility``) reproduced in
 :data:`GPU_OPS`, plus "runtime tensors of rank <= 4" (the delegate's BHWC layout; SLICE/STRIDED_SLICE are
@@ -251,9 +257,28 @@ def export(req: ExportRequest) -> ExportResult:
     if req.precision == "int8":
         io = "int16" if details.get("int8_method") == "aeq16" else "int8"
         details["io_dtype"] = f"{io} (runtime_py quantizes/dequantizes)"
+    if req.precision in ("fp32", "fp16"):
+        with rec.step("gpu-rewrite"):            # the float sets are the GPU path: ops the delegate takes whole
+            from .litert_gpu import rewrite_for_gpu
+            flat, rewrites = rewrite_for_gpu(flat)
+        if rewrites:
+            details["gpu_rewrites"] = rewrites
+            if req.precision == "fp16" and any(k.startswith("DEQUANTIZE") for k in rewrites):
+                details["quantization"] = ("float32 weights; the GPU delegate computes in float16 (its default) "
+                                           "and rounds them to float16 itself (convert.targets.litert_gpu)")
     dest = artifact_path(req, TARGET, EXT)
     with rec.step("save"):
         atomic_save(dest, lambda tmp: Path(tmp).write_bytes(flat))
+    if req.precision in ("fp32", "fp16"):
+        with rec.step("gpu-coverage"):           # measured by the delegate itself where this host has an adapter
+            from .litert_gpu import measured_coverage
+            details["gpu_coverage"] = measured_coverage(dest)
+        gc = details["gpu_coverage"]
+        if gc.get("measured") and not gc.get("fully_accelerated"):
+            rec.warn(f"GPU delegate (measured) leaves {gc['cpu_ops']} of {gc['total_ops']} ops on the CPU; "
+                     f"rejected: {gc['rejected']}")
+        elif "detail" in gc:                     # the delegate crashed or hung on it (in its worker child)
+            rec.warn(f"{gc['reason']}: {gc['detail']}")
     with rec.step("coverage"):
         cov = coverage(flat)
     if cov.fallback:

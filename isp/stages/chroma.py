@@ -23,8 +23,13 @@ the learned base LUT absorbs it. We keep the convention bit-exact.
 LUT application comes in two interchangeable formulations, chosen with ``lookup=`` in the constructor:
 
 * ``"reference"`` — 2-D ``F.grid_sample`` (bilinear, ``align_corners=True``), as trained;
-* ``"mobile"`` — separable tent weights over the 24 nodes per axis and an einsum/matmul (no gather, no
-  ``grid_sample``, which falls off mobile delegates); about 100 floats of intermediates per pixel.
+* ``"mobile"`` — separable tent weights over the 24 nodes per axis (no gather, no ``grid_sample``, which falls off
+  mobile delegates): the Cb tents through a 1x1 convolution whose weights are the LUT, times the Cr tents, summed
+  per output channel by a constant 1x1 convolution; about 100 floats of intermediates per pixel, 4-D tensors only.
+  A batched matmul of the LUT with the tents (the earlier form) came out wrong on LiteRT's GPU delegate (WebGPU),
+  off by up to 0.6 even with its fp32 kernels. With ``"mobile"`` the network's histogram is
+  :func:`cbcr_histogram_mobile` too (means of Gaussian products per Cb bin: no pixel-long matmul, whose float16
+  accumulation on a phone GPU lost 0.05 of the histogram).
 
 Deliberate deviations from the official code (float rounding only):
 
@@ -50,9 +55,10 @@ from isp.checkpoints import load_strict, read_state_dict, remap_keys, select_pre
 from isp.registry import BuildConfig, StageSpec, TensorSpec
 from isp.stages.common import (BLOCK_KEY_RULES, EPS, CoordAttention, MultiBranchConv, act, rgb_to_ycbcr,
                                ycbcr_to_rgb)
+from isp.stages.nafnet import spatial_mean
 
 __all__ = ["LUT_BINS", "NET_INPUT_SIZE", "CHROMA_MIN", "CHROMA_MAX", "HIST_SIGMA", "LOOKUP_MODES", "bin_centres",
-           "identity_cbcr_grid", "cbcr_histogram", "apply_cbcr_lut_reference", "apply_cbcr_lut_mobile",
+           "identity_cbcr_grid", "cbcr_histogram", "cbcr_histogram_mobile", "apply_cbcr_lut_reference", "apply_cbcr_lut_mobile",
            "apply_chroma_ycbcr", "apply_chroma", "ConvStage", "HistogramNet", "LumaGate", "ChromaLutNet",
            "ChromaMapping", "KEY_RULES", "load_chroma", "SPEC"]
 
@@ -101,18 +107,48 @@ def apply_cbcr_lut_reference(cbcr: torch.Tensor, lut: torch.Tensor) -> torch.Ten
     return F.grid_sample(lut, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def apply_cbcr_lut_mobile(cbcr: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Same result as :func:`apply_cbcr_lut_reference` with separable tent weights and an einsum (no gather)."""
+def cbcr_histogram_mobile(cbcr: torch.Tensor, bins: int = LUT_BINS, sigma: float = HIST_SIGMA) -> torch.Tensor:
+    """:func:`cbcr_histogram` (equal in float32) in a form a phone GPU computes in float16: per Cb bin ``i``, the
+    Gaussian of Cb times the Cr Gaussians of every column, averaged over the pixels as a mean of block means
+    (:func:`isp.stages.nafnet.spatial_mean`: no accumulator adds more than 64 values), then normalised. The
+    normaliser's ``EPS`` is divided by the pixel count, so that means give the same result as the reference's sums.
+    4-D tensors only, no matmul."""
     b, _, h, w = cbcr.shape
+    two_s2 = 2.0 * sigma ** 2
+    centres = bin_centres(bins, cbcr.dtype, cbcr.device)
+    cb, cr = cbcr[:, 0:1], cbcr[:, 1:2]                                      # (B, 1, H, W)
+    g_cr = torch.exp(-(cr - centres.view(1, bins, 1, 1)) ** 2 / two_s2)     # (B, bins, H, W): column j
+    rows = [spatial_mean(torch.exp(-(cb - centres[i]) ** 2 / two_s2) * g_cr).reshape(b, 1, 1, bins)
+            for i in range(bins)]                                           # row i: (B, 1, 1, bins)
+    hist = torch.cat(rows, dim=2)                                           # (B, 1, bins, bins)
+    hist = hist / (hist.sum(dim=(2, 3), keepdim=True) + EPS / (h * w))
+    return torch.sqrt(hist)
+
+
+def apply_cbcr_lut_mobile(cbcr: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Same result as :func:`apply_cbcr_lut_reference` with separable tent weights (no gather, no matmul): per
+    pixel, ``t_cb[k] = max(0, 1 - |Cb - centre_k| * (n - 1))`` (likewise ``t_cr``), ``by_col[c, r] = sum_k
+    lut[c, r, k] t_cb[k]`` as a 1x1 convolution with the LUT as its weights, then ``out[c] = sum_r by_col[c, r]
+    t_cr[r]`` with a constant 0/1 1x1 convolution. The tents are taken from ``Cb - centre`` (not from a node
+    position up to 23), which float16 keeps 3x finer."""
+    b = cbcr.shape[0]
     n = lut.shape[-1]
-    pos = (cbcr.clamp(CHROMA_MIN, CHROMA_MAX) - CHROMA_MIN) * ((n - 1) / (CHROMA_MAX - CHROMA_MIN))
-    pos = pos.reshape(b, 2, 1, h * w)                                       # node units in [0, n-1]
-    nodes = torch.arange(n, dtype=cbcr.dtype, device=cbcr.device).view(1, 1, n, 1)
-    tent = (1.0 - (pos - nodes).abs()).clamp_min(0.0)                       # (B, 2, n, HW)
-    w_col, w_row = tent[:, 0], tent[:, 1]                                   # Cb -> columns, Cr -> rows
-    by_col = torch.einsum("bcrk,bkp->bcrp", lut, w_col)                     # (B, 2, n, HW): columns done
-    out = (by_col * w_row.unsqueeze(1)).sum(dim=2)                          # (B, 2, HW)
-    return out.reshape(b, 2, h, w)
+    c = cbcr.clamp(CHROMA_MIN, CHROMA_MAX)
+    centres = bin_centres(n, cbcr.dtype, cbcr.device).view(1, n, 1, 1)
+    scale = (n - 1) / (CHROMA_MAX - CHROMA_MIN)
+
+    def tents(x: torch.Tensor) -> torch.Tensor:                             # (B, 1, H, W) -> (B, n, H, W)
+        return (1.0 - (x - centres).abs() * scale).clamp_min(0.0)
+
+    t_cb, t_cr = tents(c[:, 0:1]), tents(c[:, 1:2])                          # Cb -> columns, Cr -> rows
+    weights = lut.reshape(b, 2 * n, n, 1, 1)                                 # (c, r) x k
+    if b == 1:
+        by_col = F.conv2d(t_cb, weights[0])                                  # (1, 2n, H, W): columns done
+    else:
+        by_col = torch.cat([F.conv2d(t_cb[i:i + 1], weights[i]) for i in range(b)])
+    total = torch.tensor([[1.0 if j // n == i else 0.0 for j in range(2 * n)] for i in range(2)],
+                         dtype=cbcr.dtype, device=cbcr.device).reshape(2, 2 * n, 1, 1)
+    return F.conv2d(by_col * torch.cat([t_cr, t_cr], dim=1), total)         # (B, 2, H, W)
 
 
 def apply_chroma_ycbcr(ycbcr: torch.Tensor, lut: torch.Tensor, lookup: str = "reference") -> torch.Tensor:
@@ -187,8 +223,9 @@ class LumaGate(nn.Module):
 class ChromaLutNet(nn.Module):
     """D_chroma: ``(B, 3, H, W)`` Y'CbCr -> ``(B, 2, 24, 24)`` CbCr LUT (base LUT + tanh residual)."""
 
-    def __init__(self, bins: int = LUT_BINS, channels: int = BOTTLENECK) -> None:
+    def __init__(self, bins: int = LUT_BINS, channels: int = BOTTLENECK, mobile_histogram: bool = False) -> None:
         super().__init__()
+        self.mobile_histogram = mobile_histogram                            # cbcr_histogram_mobile (same in fp32)
         self.register_buffer("bin_grid", identity_cbcr_grid(bins), persistent=False)
         self.base_lut = nn.Parameter(identity_cbcr_grid(bins))
         self.hist = HistogramNet()
@@ -206,8 +243,10 @@ class ChromaLutNet(nn.Module):
         b = ycbcr.shape[0]
         thumb = F.interpolate(ycbcr, size=(NET_INPUT_SIZE, NET_INPUT_SIZE), mode="bilinear",
                               align_corners=True)                           # (B, 3, 128, 128)
-        hist = cbcr_histogram(thumb[:, 1:3], self.bin_grid.shape[-1])      # (B, 1, 24, 24)
-        x = torch.cat([self.hist(hist), self.bin_grid.expand(b, -1, -1, -1)], dim=1)   # (B, 6, 24, 24)
+        histogram = cbcr_histogram_mobile if self.mobile_histogram else cbcr_histogram
+        hist = histogram(thumb[:, 1:3], self.bin_grid.shape[-1])            # (B, 1, 24, 24)
+        grid = self.bin_grid if b == 1 else self.bin_grid.expand(b, -1, -1, -1)   # no BROADCAST_TO at batch 1
+        x = torch.cat([self.hist(hist), grid], dim=1)                       # (B, 6, 24, 24)
         x = self.attn(self.enc3(self.enc2(self.enc1(x))))                   # (B, 28, 24, 24)
         x = x * self.luma_gate(thumb[:, 0:1]).view(b, -1, 1, 1)
         x = self.dec3(self.dec2(self.dec1(x)))
@@ -219,7 +258,8 @@ class ChromaMapping(nn.Module):
 
     ``x_rgb``: ``(B, 3, H, W)`` linear sRGB after LTM (or after the 3-D LUT), clamped to [0, 1] on entry; returns
     RGB in [0, 1] and the ``(B, 2, 24, 24)`` LUT. ``*_ycbcr`` variants take BT.709 Y'CbCr directly (the pipeline
-    applies tone edits on Y before this stage). ``lookup``: ``"reference"`` (grid_sample) or ``"mobile"``.
+    applies tone edits on Y before this stage). ``lookup``: ``"reference"`` (grid_sample) or ``"mobile"`` (GPU-safe
+    lookup and histogram, equal in float32; module docstring).
     """
 
     def __init__(self, lookup: str = "reference") -> None:
@@ -227,7 +267,7 @@ class ChromaMapping(nn.Module):
         if lookup not in LOOKUP_MODES:
             raise ValueError(f"lookup must be one of {LOOKUP_MODES}, got {lookup!r}")
         self.lookup = lookup
-        self.net = ChromaLutNet()
+        self.net = ChromaLutNet(mobile_histogram=lookup == "mobile")
 
     def predict_ycbcr(self, ycbcr: torch.Tensor) -> torch.Tensor:
         return self.net(ycbcr)

@@ -9,9 +9,10 @@
 * the order is white balance first, then the CCM; only the result is clipped to [0, 1] (neither the input nor the
   white-balanced raw is clipped), as in the official ``raw_to_lsrgb``.
 
-Implementation: the two matrices are folded into one per-image matrix ``M = M_CCM · D_WB`` (``(B, 3, 3)``) and applied
-with one batched matmul over the flattened pixels. This changes the float32 rounding order only (differences
-~1e-7); golden parity is 77–103 dB.
+Implementation: the two matrices are folded into one per-image matrix ``M = M_CCM · D_WB`` (``(B, 3, 3)``) and each
+output channel is a row of ``M`` times the pixel (broadcast product summed over the channels, 4-D tensors only, which
+LiteRT's GPU delegate runs; it returned zeros for a batched matmul of two runtime tensors in fp16). This changes the
+float32 rounding order only (differences ~1e-7); golden parity is 77–103 dB.
 
 Shapes: ``denoised_raw (B, 3, H, W)``, ``illum (B, 3)``, ``ccm (B, 3, 3)`` -> ``lsrgb (B, 3, H, W)`` in [0, 1]. Any
 ``H, W >= 1``. No weights; the stage is pixel-wise, so it tiles without overlap.
@@ -39,10 +40,11 @@ def color_matrix(illum: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
 
 def raw_to_lsrgb(denoised_raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
     """Eq. (2): white balance, CCM, clip. ``(B, 3, H, W)``, ``(B, 3)``, ``(B, 3, 3)`` -> ``(B, 3, H, W)`` in [0, 1]."""
-    b, c, h, w = denoised_raw.shape
-    m = color_matrix(illum, ccm)
-    out = torch.matmul(m, denoised_raw.reshape(b, c, h * w))   # (B, 3, H*W)
-    return out.reshape(b, 3, h, w).clamp(0.0, 1.0)
+    m = color_matrix(illum, ccm)                                # (B, 3, 3)
+    # row i of M times the pixel, as a broadcast product summed over channels: 4-D tensors only (LiteRT's GPU
+    # delegate returned zeros for the batched matmul of two runtime tensors in its fp16 mode)
+    rows = [(m[:, i, :, None, None] * denoised_raw).sum(dim=1, keepdim=True) for i in range(3)]
+    return torch.cat(rows, dim=1).clamp(0.0, 1.0)
 
 
 def check_inputs(denoised_raw: torch.Tensor, illum: torch.Tensor, ccm: torch.Tensor) -> None:

@@ -19,12 +19,17 @@ Checkpoint key remapping: the official modules name their parts ``_branch1.1`` â
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from isp.stages.nafnet import spatial_mean
+
 __all__ = ["EPS", "LEAKY_SLOPE", "act", "LeakyReLU", "MultiBranchConv", "CoordAttention", "rgb_to_ycbcr",
-           "ycbcr_to_rgb", "RGB_TO_YCBCR", "YCBCR_TO_RGB", "BLOCK_KEY_RULES", "safe_pow", "tone_curve"]
+           "ycbcr_to_rgb", "RGB_TO_YCBCR", "YCBCR_TO_RGB", "BLOCK_KEY_RULES", "safe_pow", "tone_curve",
+           "log_softplus", "tone_curve_log_c", "BlockGroupNorm"]
 
 EPS = 1e-8
 LEAKY_SLOPE = 0.01
@@ -120,9 +125,39 @@ def safe_pow(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
 
     ``base`` is clamped to at least ``EPS``, the exponent to [-4, 32], ``log(base)`` and the product to [-40, 40].
     """
-    logb = torch.log(base.clamp_min(EPS)).clamp(-40.0, 40.0)
-    z = (exponent.clamp(-4.0, 32.0) * logb).clamp(-40.0, 40.0)
-    return torch.exp(z)
+    return _pow_of_log(torch.log(base.clamp_min(EPS)).clamp(-40.0, 40.0), exponent)
+
+
+def _pow_of_log(logb: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """The tail of :func:`safe_pow` given ``logb = clamp(log(max(base, EPS)), -40, 40)``."""
+    return torch.exp((exponent.clamp(-4.0, 32.0) * logb).clamp(-40.0, 40.0))
+
+
+#: below this pre-activation :func:`log_softplus` uses the series; ``log(1 + exp(h))`` in float16 keeps ``exp(h)``
+#: to about 5e-4 absolute (1 + u rounds), i.e. ~4e-3 relative at the knee and all of it once ``exp(h) < 5e-4``
+_LOG_SOFTPLUS_KNEE = -2.0
+#: terms of ``log1p(u) / u = sum_n (-u)^n / (n + 1)``; the tail at ``u = exp(-2)`` is < 2e-8
+_LOG1P_TERMS = 9
+
+
+def log_softplus(h: torch.Tensor) -> torch.Tensor:
+    """``log(softplus(h))``, also in float16 where ``softplus(h)`` of a negative ``h`` is rounded away (a phone GPU
+    computes ``log(1 + exp(h))``: ``1 + exp(h)`` rounds to 1 below ``h ~ -7.6``, and a result under 6.1e-5 is
+    flushed to 0, so ``log`` gives -inf; GTM's ``c`` sits at ``h ~ -12``).
+
+    With ``lo = min(h, K)``, ``hi = max(h, K)`` (``K = -2``) and ``u = exp(lo)``:
+    ``lo + log(P(u)) + log(softplus(hi)) - log(softplus(K))`` where ``P(u) = log1p(u) / u`` as its alternating
+    series (9 terms: exact to float32 rounding for ``u <= exp(-2)``). For ``h <= K`` the last two terms cancel and
+    ``log(softplus(h)) = h + log(log1p(u) / u)``; for ``h > K`` the first two give ``log(softplus(K))`` and cancel.
+    ``P`` lies in [0.93, 1], so its log is accurate in float16 too. No select op (GPU delegates differ in it)."""
+    lo = h.clamp_max(_LOG_SOFTPLUS_KNEE)
+    hi = h.clamp_min(_LOG_SOFTPLUS_KNEE)
+    u = torch.exp(lo)
+    p = torch.full_like(u, (-1.0) ** (_LOG1P_TERMS - 1) / _LOG1P_TERMS)
+    for n in range(_LOG1P_TERMS - 2, -1, -1):                     # Horner: p = sum_n (-u)^n / (n + 1)
+        p = p * u + ((-1.0) ** n / (n + 1))
+    knee = math.log(math.log1p(math.exp(_LOG_SOFTPLUS_KNEE)))
+    return lo + torch.log(p) + (torch.log(F.softplus(hi)) - knee)
 
 
 def tone_curve(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -134,3 +169,41 @@ def tone_curve(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     xa = safe_pow(xc, a)
     rest = safe_pow(c * (1.0 - xc).clamp(EPS, 1.0), b)
     return xa / (xa + rest + EPS)
+
+
+_LOG_EPS = math.log(EPS)
+
+
+def tone_curve_log_c(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, log_c: torch.Tensor) -> torch.Tensor:
+    """:func:`tone_curve` given ``log(c)`` instead of ``c``: the same function in float32, and in float16 it keeps
+    a ``c`` below float16's normal range (e.g. GTM's ``c`` ~ 7e-6, which a GPU flushes to 0 and so bends the whole
+    curve). ``(c m)^b`` with ``m = clamp(1 - x, EPS, 1)`` is ``exp(b * clamp(log c + log m, log EPS, 40))``, which
+    is :func:`safe_pow`'s ``log(max(c m, EPS))`` without forming ``c m``."""
+    xc = x.clamp(EPS, 1.0 - EPS)
+    xa = safe_pow(xc, a)
+    log_cm = (log_c + torch.log((1.0 - xc).clamp(EPS, 1.0))).clamp(_LOG_EPS, 40.0)
+    return xa / (xa + _pow_of_log(log_cm, b) + EPS)
+
+
+class BlockGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state-dict keys) with its statistics taken as means of block means
+    (:func:`isp.stages.nafnet.spatial_mean`) per channel, then over the group's channels, and the variance as the mean
+    of squared deviations: the same function in float32 (``tests/isp/test_gtm_fp16.py``), but no reduction adds
+    more than 64 values, so a float16 accumulator (a phone GPU) does not saturate on LTM's 384 x 384 maps (a group
+    there holds 1.8 million values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, k = x.shape[1], x.shape[1] // self.num_groups
+        # channel means -> their group's mean on every channel: a 1x1 conv with a constant block-diagonal weight
+        # (a reshape + broadcast became BROADCAST_TO, which GPU delegates refuse)
+        avg = torch.tensor([[1.0 / k if i // k == j // k else 0.0 for j in range(c)] for i in range(c)],
+                           dtype=x.dtype, device=x.device).reshape(c, c, 1, 1)
+
+        def group_mean(t: torch.Tensor) -> torch.Tensor:          # (B, C, H, W) -> (B, C, 1, 1), per group
+            return F.conv2d(spatial_mean(t), avg)
+
+        d = x - group_mean(x)
+        y = d / torch.sqrt(group_mean(d * d) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y

@@ -33,7 +33,8 @@ from torch import nn
 
 from isp.checkpoints import load_strict, read_state_dict, remap_keys, select_prefix
 from isp.registry import BuildConfig, StageSpec, TensorSpec
-from isp.stages.common import BLOCK_KEY_RULES, CoordAttention, MultiBranchConv, act, tone_curve
+from isp.stages.common import (BLOCK_KEY_RULES, CoordAttention, MultiBranchConv, act, log_softplus, tone_curve,
+                               tone_curve_log_c)
 from isp.stages.gain import NET_INPUT_SIZE, avg_pool_to, resize_for_net
 
 __all__ = ["apply_gtm", "GTMNet", "GlobalToneMapping", "GTM_KEY_RULES", "build", "SPEC"]
@@ -75,6 +76,10 @@ class GTMNet(nn.Module):
         self.head = nn.Linear(wide, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(self.logits(x))                         # (B, 3)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's pre-activation ``(B, 3)`` (the parameters are its softplus)."""
         t = resize_for_net(x, self.input_size)                    # (B, 3, 128, 128)
         t = act(self.stem_norm(self.stem(t)))                     # (B, 10, 128, 128)
         t = self.attn(self.mbconv(t))
@@ -85,7 +90,7 @@ class GTMNet(nn.Module):
         t = avg_pool_to(t, 4)                                     # (B, 40, 4, 4)
         t = act(self.conv4(t))
         t = t.mean(dim=(2, 3))                                    # (B, 40)
-        return F.softplus(self.head(t))                           # (B, 3)
+        return self.head(t)
 
 
 class GlobalToneMapping(nn.Module):
@@ -106,8 +111,14 @@ class GlobalToneMapping(nn.Module):
         return apply_gtm(x_gain, params)
 
     def forward(self, x_gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        params = self.predict(x_gain)
-        return apply_gtm(x_gain, params), params
+        """:func:`apply_gtm` of :meth:`predict`, the parameters as ``exp(log_softplus(head))`` and the curve given
+        ``log c`` (:func:`~isp.stages.common.log_softplus`, :func:`~isp.stages.common.tone_curve_log_c`; equal in
+        float32): ``c`` is often ~1e-5, under float16's normal range, and a phone GPU in fp16 computed it as 0 (the
+        curve off by up to 0.5)."""
+        log_p = log_softplus(self.net.logits(x_gain))             # (B, 3): log(a, b, c)
+        params = torch.exp(log_p)
+        p, lp = params.reshape(-1, 3, 1, 1), log_p.reshape(-1, 3, 1, 1)
+        return tone_curve_log_c(x_gain, p[:, 0:1], p[:, 1:2], lp[:, 2:3]), params
 
 
 # ------------------------------------------------------------------------------------------ checkpoint + registry

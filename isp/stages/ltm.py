@@ -51,7 +51,8 @@ from torch import nn
 
 from isp.checkpoints import load_strict, read_state_dict, remap_keys, select_prefix
 from isp.registry import BuildConfig, StageSpec, TensorSpec
-from isp.stages.common import BLOCK_KEY_RULES, EPS, CoordAttention, MultiBranchConv, act, tone_curve
+from isp.stages.common import (BLOCK_KEY_RULES, EPS, BlockGroupNorm, CoordAttention, MultiBranchConv, act,
+                               tone_curve)
 
 __all__ = ["NUM_MAPS", "GRID_DEPTH", "GRID_SIZE", "NET_INPUT_SIZE", "REFINE_SCALES", "SLICING_MODES",
            "slice_grid_reference", "slice_grid_mobile", "apply_ltm", "luma", "box_blur5", "bilateral_solver",
@@ -102,11 +103,18 @@ def slice_grid_mobile(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     b, n, d, gh, gw = grid.shape
     h, w = guide.shape[-2], guide.shape[-1]
     planes = F.interpolate(grid.reshape(b, n * d, gh, gw), size=(h, w), mode="bilinear",
-                           align_corners=True).reshape(b, n, d, h, w)         # (B, 5, D, H, W)
+                           align_corners=True)                               # (B, 5*D, H, W), map-major
     z = ((guide + 1.0) * (0.5 * (d - 1))).clamp(0.0, float(d - 1))           # (B, 1, H, W) in slice units
     nodes = torch.arange(d, dtype=guide.dtype, device=guide.device).view(1, d, 1, 1)
     tent = (1.0 - (z - nodes).abs()).clamp_min(0.0)                         # (B, D, H, W), sums to 1
-    return (planes * tent.unsqueeze(1)).sum(dim=2)                           # (B, 5, H, W)
+    # per map, the tent-weighted sum over its D slices, as two 1x1 convs with constant 0/1 weights (tent copied to
+    # every map, then each map's D products summed): every tensor stays 4-D (GPU delegates take <= 4-D), and no
+    # channel slice at an offset, which LiteRT's GPU delegate (WebGPU) got wrong even in fp32 (maps 1-4 off by ~4)
+    copy = torch.tensor([[1.0 if j % d == k else 0.0 for k in range(d)] for j in range(n * d)],
+                        dtype=guide.dtype, device=guide.device).reshape(n * d, d, 1, 1)
+    total = torch.tensor([[1.0 if j // d == i else 0.0 for j in range(n * d)] for i in range(n)],
+                         dtype=guide.dtype, device=guide.device).reshape(n, n * d, 1, 1)
+    return F.conv2d(planes * F.conv2d(tent, copy), total)                   # (B, 5, H, W)
 
 
 def apply_ltm(x_gain: torch.Tensor, x_gtm: torch.Tensor, ltm_param: torch.Tensor) -> torch.Tensor:
@@ -191,7 +199,7 @@ class GuidanceBranch(nn.Module):
         super().__init__()
         half = channels // 2
         self.conv_in = _conv3(1, half)
-        self.norm_in = nn.GroupNorm(2, half)
+        self.norm_in = BlockGroupNorm(2, half)
         self.mbconv = MultiBranchConv(half)
         self.attn = CoordAttention(half)
         self.conv1 = _conv3(half, channels)
@@ -241,14 +249,14 @@ class GridNet(nn.Module):
         super().__init__()
         half = channels // 2
         self.conv_in = _conv3(6, half)
-        self.norm_in = nn.GroupNorm(2, half)
+        self.norm_in = BlockGroupNorm(2, half)
         self.mbconv = MultiBranchConv(half)
         self.attn = CoordAttention(half)
         self.conv1 = _conv3(half, channels)
         self.conv2 = _conv3(channels, channels)
-        self.norm2 = nn.GroupNorm(4, channels)
+        self.norm2 = BlockGroupNorm(4, channels)
         self.conv3 = _conv3(channels, channels)
-        self.norm3 = nn.GroupNorm(4, channels)
+        self.norm3 = BlockGroupNorm(4, channels)
         self.head = nn.Conv2d(channels, NUM_MAPS * GRID_DEPTH, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

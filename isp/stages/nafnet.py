@@ -22,8 +22,10 @@ A NAF block (no activation functions; "gating" supplies the non-linearity), with
 eps = 1e-5. Note: megvii's NAFNet LayerNorm2d defaults to 1e-6, but the official ISP's goldens are reproduced only
 with 1e-5 (enhancer: ~75 dB with 1e-6 vs 77-95 dB with 1e-5; the denoiser is less sensitive), so 1e-5 it is.
 
-Export notes: global average pooling is written as ``mean`` over H, W (same maths as adaptive pooling to 1x1); no
-in-place ops; the only shape arithmetic is the pad/crop amount.
+Export notes: global average pooling is a mean of block means (:func:`spatial_mean`: same maths as adaptive pooling
+to 1x1) and the LayerNorm is centred and rescaled (:func:`channel_layer_norm`), both so that a GPU computing in
+float16 neither overflows nor loses the statistics; no in-place ops; the only shape arithmetic is the pad/crop
+amount.
 
 Checkpoint keys: the official module names (``in_layer``, ``encoder_blocks``, ``down_layers``, ``middle_blocks``,
 ``up_layers``, ``decoder_blocks``, ``out_layer`` and, inside a block, ``norm1``/``conv1``/…/``sca.1``/``beta``)
@@ -32,6 +34,7 @@ are rewritten to ours by :data:`NAFNET_KEY_RULES`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LAYER_NORM_EPS", "NAFNetConfig", "channel_layer_norm", "simple_gate", "pad_to_multiple",
+__all__ = ["LAYER_NORM_EPS", "NAFNetConfig", "channel_layer_norm", "channel_layer_norm_reference", "spatial_mean",
+           "simple_gate", "pad_to_multiple",
            "ChannelLayerNorm", "NAFBlock", "NAFNet", "NAFNET_KEY_RULES", "read_nafnet_config"]
 
 #: epsilon added to the per-pixel channel variance (what the official ISP's NAFNet uses; see module docstring)
@@ -104,14 +108,62 @@ def read_nafnet_config(path: str | Path) -> NAFNetConfig:
 
 # ----------------------------------------------------------------------------------------------- pure functions
 
-def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                       eps: float = LAYER_NORM_EPS) -> torch.Tensor:
-    """Normalise ``(B, C, H, W)`` over C at every pixel, then per-channel affine ``weight``/``bias`` of shape (C,)."""
+def channel_layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                 eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """The textbook formulation: ``(x - mean) / sqrt(var + eps)`` over C, then the per-channel affine. Exact in
+    float32; in float16 its squares overflow above 256 and its channel sum loses the mean (see
+    :func:`channel_layer_norm`, which the network uses)."""
     mean = x.mean(dim=1, keepdim=True)
     centred = x - mean
     var = (centred * centred).mean(dim=1, keepdim=True)       # biased variance
     y = centred / torch.sqrt(var + eps)
     return y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """Normalise ``(B, C, H, W)`` over C at every pixel, then per-channel affine ``weight``/``bias`` of shape (C,).
+
+    The same function as :func:`channel_layer_norm_reference`, written to survive float16 (phone GPUs, ARM fp16
+    kernels; ``tests/isp/test_nafnet_fp16.py`` proves the two equal in float32):
+
+    * the mean is taken of differences to the pixel's first channel, each pre-divided by C (a sum of values no
+      larger than the channels' spread, never C times it), then added back: no overflow, and a common offset of the
+      channels does not eat the mean's precision;
+    * the centred values are divided by ``s = max(max_c |x - mean|, sqrt(eps))`` before squaring, so every square
+      is <= 1 and the variance ``v`` of the scaled values is a mean of squares (never negative, unlike
+      E[x^2] - E[x]^2) in [0, 1];
+    * ``y = u / sqrt(v + (sqrt(eps) / s)^2)`` equals ``(x - mean) / sqrt(var + eps)``; the term under the root is
+      >= 1/C where the pixel varies (the largest |u| is 1) and >= 1 where it is flat (s = sqrt(eps)), so the
+      division never meets zero, inf or NaN.
+    """
+    c = x.shape[1]
+    pivot = x[:, :1]
+    d = x - pivot
+    mean = pivot + (d * (1.0 / c)).sum(dim=1, keepdim=True)
+    centred = x - mean
+    root_eps = math.sqrt(eps)
+    scale = centred.abs().amax(dim=1, keepdim=True).clamp_min(root_eps)
+    u = centred / scale
+    v = (u * u).mean(dim=1, keepdim=True)
+    floor = root_eps / scale
+    y = u * torch.rsqrt(v + floor * floor)
+    return y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def spatial_mean(x: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """``x.mean(dim=(2, 3), keepdim=True)`` as a mean of block means: average pools of at most ``block`` x
+    ``block`` (the largest size that divides both sides, repeated while one exists), then the mean of what is
+    left. Every partial sum holds at most ``block**2`` values, so a float16 accumulator neither saturates (a sum
+    of 512 x 512 values near 1 is 262144 > 65504) nor drops the small addends; with equal blocks the result is
+    the plain mean."""
+    while True:
+        h, w = x.shape[-2], x.shape[-1]
+        k = next((k for k in range(min(block, h, w), 1, -1) if h % k == 0 and w % k == 0), 1)
+        if k == 1 or h * w <= block * block:
+            break
+        x = F.avg_pool2d(x, k)
+    return x.mean(dim=(2, 3), keepdim=True)
 
 
 def simple_gate(x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +214,7 @@ class NAFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = simple_gate(self.mix_depthwise(self.mix_expand(self.mix_norm(x))))          # (B, C, H, W)
-        t = t * self.mix_attention(t.mean(dim=(2, 3), keepdim=True))                  # gate by (B, C, 1, 1)
+        t = t * self.mix_attention(spatial_mean(t))                                   # gate by (B, C, 1, 1)
         y = x + self.mix_project(t) * self.mix_scale
         t = simple_gate(self.ffn_expand(self.ffn_norm(y)))
         return y + self.ffn_project(t) * self.ffn_scale

@@ -128,6 +128,13 @@ class TestSelection:
         assert chosen["upsample_fit"].file == "upsample_fit_executorch_fp32.pte"   # per-unit override
         assert any("50%" in c for c in chosen["gain"].considered)
 
+    def test_measured_gpu_coverage_wins_over_the_static_guess(self):
+        a = _art("gain", "litert", "fp16", cov=1.0)                     # the static check says 100%
+        a["backend_coverage"] = {"gpu": {"measured": True, "fraction": 0.8, "total_ops": 10, "delegated_ops": 8}}
+        chosen, _ = select_artifacts(BUILTIN["pixel8"], [a, _art("gain", "onnx", "fp32")])
+        assert str(chosen["gain"].preference) == "tflite/xnnpack"          # not the GPU: 80% < 90%
+        assert any("80% of ops delegated" in c for c in chosen["gain"].considered)
+
     def test_runner_formats_and_missing_files(self, tmp_path):
         chosen, missing = select_artifacts(BUILTIN["pixel8"], self.ARTS, runnable_suffixes=(".pte",))
         assert chosen["gain"].file == "gain_executorch_fp32.pte"
