@@ -57,6 +57,7 @@ def _check(s: dict, precision: str) -> None:
     from runtime_py.artifacts import ArtifactSet
     assert [st["unit"] for st in steps] == list(ArtifactSet.open(Path(s["artifacts"])).required_units)
     assert all(st["file"].endswith(".pte") and st["sum_ms"] > 0 and st["backend"] for st in steps)
+    assert all(st["warmup"] == 0 for st in steps)           # --warmup 0: no untimed run per chain call (emulation)
     final = s["chain"][0]["final"]
     floor, de_max = BUDGET[precision]
     assert final["psnr"] >= floor, f"{precision} on arm64: final sRGB {final['psnr']:.2f} dB < {floor} dB"
