@@ -17,9 +17,11 @@ What it builds (on a Debian/Ubuntu x86_64 host, with Debian's aarch64 cross tool
 The wheels, the builds and the bundle are cached under ``$ISP_ARM64_CACHE`` (default ``~/.cache/isp-arm64``), keyed
 by the runtime versions and a hash of the runner sources, so a second call costs a few stat calls.
 
-With ``ANDROID_NDK_HOME`` set, :func:`build_runner` configures the same sources with the NDK's
-``android.toolchain.cmake`` instead (a bionic build); that needs ExecuTorch built from source for Android
-(``--et-prefix``, see ``README.md``) and has not been run here — the glibc cross build is what the stand-in runs.
+The NDK (bionic) build of the same sources is the CMake command in ``README.md``, with the NDK's
+``$ANDROID_NDK_HOME/build/cmake/android.toolchain.cmake`` as toolchain file and ExecuTorch built from source for
+Android; it was NOT built here (no NDK: Debian has only the installer packages that download it from Google, which
+is not reachable). With ``ANDROID_NDK_HOME`` set, :func:`build_runner` refuses the glibc bundle (it would link the
+wheels' glibc libraries) and points there — the glibc cross build is what the stand-in runs.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # An arm64 phone stand-in: the userland for `fakeadbd.py --rootfs` (shared/device/README.md) and the tools to build
 # and run the arm64 runner bundle (android_harness/bundle.py).
 #
-#   bash scripts/arm64_device.sh DIR        # idempotent; ~20 s the first time, instant after
+#   bash scripts/arm64_device.sh DIR [pixel8|galaxy-s24]   # idempotent; ~20 s the first time, instant after
 #
 # DIR/rootfs holds ONLY a static arm64 busybox (Debian's busybox-static, arm64) and its applet links: a phone has a
 # shell and no glibc, so whatever the runners need must come in the pushed bundle — this userland proves it does.
@@ -11,7 +11,12 @@
 # enables the qemu-aarch64 binfmt handler. Prints the command that starts the stand-in in arm64 mode.
 set -euo pipefail
 
-DIR=${1:?usage: bash scripts/arm64_device.sh DIR}
+DIR=${1:?usage: bash scripts/arm64_device.sh DIR [pixel8|galaxy-s24]}
+case "${2:-pixel8}" in          # the getprop values the bench matches its --device profile against
+  pixel8) PROPS="--prop ro.product.model='Pixel 8' --prop ro.product.device=shiba" ;;
+  galaxy-s24) PROPS="--prop ro.product.model=SM-S921B --prop ro.product.device=e1s --prop ro.product.manufacturer=samsung" ;;
+  *) echo "error: profile '$2': expected pixel8 or galaxy-s24" >&2; exit 2 ;;
+esac
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 ROOTFS="$DIR/rootfs"
@@ -81,5 +86,6 @@ FAKE="${ISP_FAKEADBD:-$(cd "$(dirname "$0")/.." && pwd)/../shared/device/fakeadb
 echo "arm64 userland: $ROOTFS (busybox only: $(du -sh "$ROOTFS" | cut -f1))"
 echo "start the stand-in in arm64 mode:"
 echo "  python3 $FAKE --root $DIR/dev --rootfs $ROOTFS --cpuinfo $(dirname "$FAKE")/arm64-cpuinfo.txt \\"
-echo "      --qemu-cpu cortex-a76 --port 0 --port-file $DIR/port --prop ro.product.model='Pixel 8' \\"
-echo "      --prop ro.product.cpu.abi=arm64-v8a &"
+echo "      --qemu-cpu cortex-a76 --port 0 --port-file $DIR/port $PROPS \\"
+echo "      --prop ro.product.cpu.abi=arm64-v8a --prop ro.kernel.qemu=1 &"
+echo "(the port it listens on is then in $DIR/port: --serial 127.0.0.1:PORT)"

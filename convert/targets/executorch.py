@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convert.pad_lowering import lower_reflect_pads
 from convert.quant_prep import prepare_for_quantization, with_eps
 
 from .base import (BackendReport, ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path,
@@ -208,7 +209,12 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
             ("dynamic per-tensor int8 activations (conv/linear only)" if dynamic else
              f"static per-tensor int8 activations, {len(req.calibration)} calibration samples"))
     with rec.step("torch.export"):
-        return export_program(module, inputs)
+        program = export_program(module, inputs)
+    with rec.step("reflect pads"):         # as slices + cat, which XNNPACK takes (convert/pad_lowering.py)
+        program, pads = lower_reflect_pads(program)
+    if pads:
+        details["reflect_pads_as_slices"] = pads
+    return program
 
 
 _ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "rsub", "maximum", "minimum", "pow")

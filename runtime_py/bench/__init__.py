@@ -41,7 +41,8 @@ What happens (``docs/EXPORT_DESIGN.md`` is the contract for units, tiling and th
    windows, the BGU slice with each tile's grid window and interpolation matrices). All tiles of a unit go to the
    device at once (one tar each way) and run in one runner process (``runtime_py/batch_runner.py`` for the Python
    runner, the app's batch mode on iOS; the native runner is started per tile by a shell loop): one warm-up on the
-   first tile, then one timed inference per tile. The measured frame time is the sum of
+   first tile (on every tile with the native runner; none with ``--warmup 0``, for drift-only runs such as the
+   emulated arm64 stand-in, where it would double the time), then one timed inference per tile. The measured frame time is the sum of
    those inferences over every call of the frame; the wall time (transfers, runner start-up, host-side tiling)
    is reported beside it. Each finished step is saved in ``OUT/chain/``. The **estimate** is Σ p50 x calls per
    frame from step 5. The final image is compared with the reference render (PSNR, SSIM, ΔE2000), and every

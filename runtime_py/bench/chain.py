@@ -84,7 +84,7 @@ class ChainSteps:
             up = self.plans[unit]
             hashes.append(up.sha256)
             key = digest({"frame": k, "reference": self.ref.key, "artifacts": hashes, "runner": self.runner_key(),
-                           "device": self.device_key})
+                           "device": self.device_key, "warmup": self.chain_warmup()})
             folder = self.state.step_dir(k, unit)
             prev = self.state.read(folder)
             if prev is not None and prev.get("key") == key and not self.opts.force:
@@ -117,6 +117,7 @@ class ChainSteps:
             merged = {name: t.detach().float().numpy() for name, t in zip(UNITS[unit].outputs, outs)}
             board.update({n: torch.from_numpy(v) for n, v in merged.items()})
             step = {"frame": k, "unit": unit, "key": key, "file": up.path.name, "calls": len(sets),
+                    "warmup": self.chain_warmup(),
                     "call_ms": call_ms, "sum_ms": float(sum(call_ms)), "latency_ms": latency_stats(call_ms),
                     "backend": backend, "wall_s": round(time.monotonic() - t0, 3),
                     "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -134,6 +135,11 @@ class ChainSteps:
         return {"frame": k, "steps": steps, "measured_ms": measured, "wall_s": round(time.monotonic() - wall0, 3),
                 "drift": drift, "final": next((d for d in drift if d["name"] == "srgb"), None)}
 
+    def chain_warmup(self) -> int:
+        """Untimed runs before each chain call's one timed run: one, or none with ``--warmup 0`` (a drift-only run,
+        e.g. under emulation, where a warm-up doubles the time and the latency is labelled emulation anyway)."""
+        return min(1, self.opts.warmup)
+
     def run_sets(self, up: UnitPlan, sets: Sequence[Mapping[str, np.ndarray]], tag: str
                  ) -> tuple[list[dict[str, np.ndarray]], list[float], str | None]:
         """Run ``sets`` through the unit's artifact on the device in one go; (outputs per set, ms per set, backend).
@@ -150,7 +156,8 @@ class ChainSteps:
             write_npys(local / "in" / name, arrays)
         run_sets = getattr(self.dev, "run_sets", None)
         if run_sets is not None:                      # the device runs the sets itself (the iPhone app's batch mode)
-            outs, ms, backend = run_sets(up.path, local / "in", warmup=1, iterations=1, timeout_s=self.opts.timeout_s,
+            outs, ms, backend = run_sets(up.path, local / "in", warmup=self.chain_warmup(), iterations=1,
+                                         timeout_s=self.opts.timeout_s,
                                          extra_args=self.unit_args(up), out_dir=local / "out")
             named = [self._named_outputs(up, o, {}) for o in outs]
             shutil.rmtree(local, ignore_errors=True)
@@ -175,15 +182,16 @@ class ChainSteps:
         if self.opts.threads:
             common += ["--threads", str(self.opts.threads)]
         common += list(self.opts.runner_args)
+        warm = self.chain_warmup()
         if batch is not None:
-            argv = list(batch.argv) + common + ["--inputs", r_in, "--outputs", f"{r_run}/out", "--warmup", "1",
+            argv = list(batch.argv) + common + ["--inputs", r_in, "--outputs", f"{r_run}/out", "--warmup", str(warm),
                                                 "--iterations", "1", "--timings", f"{r_run}/out/timings.json"]
             env = batch.env
         else:
             spec = self.runner_spec()
             one = " ".join(q(a) for a in spec.argv + tuple(common))
             loop = (f"for s in {' '.join(names)}; do mkdir -p {q(r_run)}/out/$s && {one} --inputs {q(r_in)}/$s "
-                    f"--outputs {q(r_run)}/out/$s --warmup 1 --iterations 1 --timings {q(r_run)}/out/$s/t.json "
+                    f"--outputs {q(r_run)}/out/$s --warmup {warm} --iterations 1 --timings {q(r_run)}/out/$s/t.json "
                     f">/dev/null || exit $?; done")
             argv, env = ["sh", "-c", loop], spec.env
         res = self.dev.run(argv, timeout_s=self.opts.timeout_s, env=env, cwd=r_run)

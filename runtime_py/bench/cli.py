@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "re-run with the same folder resumes")
     add_adb_args(p)
     p.add_argument("--iterations", type=int, default=10, help="timed inferences per unit (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed inferences before timing (default 3)")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed inferences before timing (default 3; the chain warms each call once, none with 0)")
     p.add_argument("--eval-set", type=Path, default=None,
                    help="calibration eval set at the artifacts' geometry (python -m calibration build)")
     p.add_argument("--eval-dng", type=Path, default=None,

@@ -91,6 +91,7 @@ def test_full_report_and_resume(kind, bench_device, bench_artifacts, bench_refer
             assert d["identical"] or d["psnr"] > floor, (r["unit"], d)
     chain = s["chain"][0]
     assert [st["unit"] for st in chain["steps"]] == list(units)
+    assert all(st["warmup"] == 1 for st in chain["steps"])          # --warmup 1: each chain call warmed once
     assert sum(st["calls"] for st in chain["steps"]) == 15 + 12 + 1 + 5 + 1 + 12 + 15      # quarter units: gain gtm ltm chroma gamma
     assert s["measured_frame_ms"] == pytest.approx(sum(st["sum_ms"] for st in chain["steps"]))
     assert s["measured_frame_ms"] > 0

@@ -4,10 +4,11 @@ busybox-only userland, every unit and the end-to-end chain run by the native run
 
 The fp16 policy set (the same cached ExecuTorch set ``test_budget`` exports, so CI exports nothing more) carries the
 CI budget on ARM (``budget``: final sRGB >= 45 dB, ``runtime_py.drift.CI_BUDGETS``), measured with ``--chain-only``
-(one frame; each step's device time and drift). The int8 policy set (>= 38 dB, mean ΔE2000 <= 1.0) and the fp32
-set (every unit, then the chain) are ``slow`` only: emulation makes them too long for CI, and the int8 one has not
-been run on the stand-in yet (README, "ARM kernels"). Timings here are emulation and are only checked to be labelled
-so."""
+(one frame; each step's device time and drift) with ``--warmup 0`` (no untimed run before each chain call: drift
+does not need it, and under emulation it doubled the time). The int8 policy set (>= 38 dB, mean ΔE2000 <= 1.0) and
+the fp32 set (every unit, then the chain) are ``slow`` only: the int8 set misses its budget on this frame — 30.07 dB
+on ARM, 29.55 dB on x86 with the same artifacts, so the int8 enhancer, not ARM (README, "ARM kernels") — and the
+fp32 set is too long for CI under emulation. Timings here are emulation and are only checked to be labelled so."""
 from __future__ import annotations
 
 import json
@@ -57,6 +58,7 @@ def _check(s: dict, precision: str) -> None:
     from runtime_py.artifacts import ArtifactSet
     assert [st["unit"] for st in steps] == list(ArtifactSet.open(Path(s["artifacts"])).required_units)
     assert all(st["file"].endswith(".pte") and st["sum_ms"] > 0 and st["backend"] for st in steps)
+    assert all(st["warmup"] == 0 for st in steps)           # --warmup 0: no untimed run per chain call (emulation)
     final = s["chain"][0]["final"]
     floor, de_max = BUDGET[precision]
     assert final["psnr"] >= floor, f"{precision} on arm64: final sRGB {final['psnr']:.2f} dB < {floor} dB"
@@ -68,7 +70,7 @@ def _check(s: dict, precision: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", [
     pytest.param("policy:fp16", marks=pytest.mark.budget),     # in CI (CI=true selects budget, slow or not)
-    "policy:int8",                                            # slow only: not yet seen passing on the stand-in
+    "policy:int8",                      # slow only: 30.07 dB on ARM (29.55 on x86: the int8 enhancer regressed)
 ])
 def test_arm64_budget(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, precision,  # noqa: F811
                       tmp_path):
