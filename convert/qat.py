@@ -34,7 +34,7 @@ __all__ = ["DEFAULTS", "int8_weight", "weight_quantized", "finetune", "cache_fil
            "finetuned_module", "unit_checkpoint", "main"]
 
 #: steps, Adam learning rate (cosine to 0), crop side (a multiple of 16), crops per step, seed
-DEFAULTS = {"steps": 20, "lr": 1e-4, "crop": 96, "batch": 4, "seed": 0}
+DEFAULTS = {"steps": 40, "lr": 1e-4, "crop": 64, "batch": 4, "seed": 0}
 
 
 def int8_weight(w: torch.Tensor) -> torch.Tensor:
