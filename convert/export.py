@@ -229,10 +229,18 @@ def _export_one(planned: Any, unit: Any, opts: ExportOptions, staging: Path, cal
         if not calibration:
             raise ValueError(f"the calibration set {calib.root} holds no inputs for {unit.id}")
     verify_inputs, verify_source = _verify_inputs(unit, calib, ev)
-    request = ExportRequest(module=unit.module, example_inputs=verify_inputs, input_names=unit.input_names,
+    options = dict(rec.options)
+    module, tuned = unit.module, None
+    if options.get("weight_finetune") is not None and rec.precision == "int8":   # convert.qat: before quantizing
+        from convert.qat import finetuned_module
+        module, tuned = finetuned_module(unit, options["weight_finetune"], calibration)
+    options.pop("weight_finetune", None)
+    request = ExportRequest(module=module, example_inputs=verify_inputs, input_names=unit.input_names,
                             output_names=unit.output_names, precision=rec.precision, calibration=calibration,
-                            backends=rec.backends, options=dict(rec.options), out_dir=staging, stem=unit.id)
+                            backends=rec.backends, options=options, out_dir=staging, stem=unit.id)
     result = targets.export(rec.module, request)
+    if tuned is not None:
+        result.details["weight_finetune"] = tuned
     seconds = round(time.perf_counter() - t0, 3)
     io_in, io_out = unit.io(_io_dtype(result.details))
     base_warnings = list(planned.warnings) + list(result.warnings)

@@ -9,19 +9,26 @@ arithmetic; in float32 to rounding (``tests/convert/test_quant_prep.py``).
 
 :func:`prepare_for_quantization` applies the rewrites a recipe asks for (``options["fold_block_scales"]``) to a deep
 copy of an export unit's module; the unit itself is untouched.
+
+:func:`exposure_bracket` — the calibration samples again at brighter exposures (``options["calibration_gains"]``),
+clipped to the inputs' range: static ranges must cover the highlights a frame can hold, and a set of a few
+augmented DNG crops often has none (the npu sets' raw tiles peaked at 0.79 where a shipped frame reaches 1.0; the
+16x8 denoiser clipped there and lost 30 dB on those tiles).
 """
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["fold_block_scales", "prepare_for_quantization", "PREP_OPTIONS", "quantizer_for", "with_eps"]
+__all__ = ["fold_block_scales", "prepare_for_quantization", "PREP_OPTIONS", "quantizer_for", "with_eps",
+           "exposure_bracket"]
 
 #: recipe options this module reads
-PREP_OPTIONS = ("fold_block_scales",)
+PREP_OPTIONS = ("fold_block_scales", "calibration_gains")
 
 
 @torch.no_grad()
@@ -54,6 +61,20 @@ def prepare_for_quantization(module: nn.Module, options: dict) -> tuple[nn.Modul
     module = copy.deepcopy(module).eval()
     done["fold_block_scales"] = fold_block_scales(module)
     return module, done
+
+
+def exposure_bracket(samples: Sequence[tuple[torch.Tensor, ...]], gains: Sequence[float] | None,
+                     lo: float = 0.0, hi: float = 1.0) -> list[tuple[torch.Tensor, ...]]:
+    """``samples`` followed by each sample times each gain other than 1, clipped to ``[lo, hi]`` (the range of an
+    image input: raw after white-level normalisation, sRGB). ``None`` or ``[]`` returns the samples unchanged."""
+    out = list(samples)
+    for g in gains or ():
+        g = float(g)
+        if not math.isfinite(g) or g <= 0:
+            raise ValueError(f"calibration_gains: expected positive exposure gains, got {g!r}")
+        if g != 1.0:
+            out.extend(tuple(t.mul(g).clamp(lo, hi) for t in s) for s in samples)
+    return out
 
 
 def quantizer_for(scope: Sequence[str] | None, *, eps: float | None = None, exclude: Sequence[str] = ()) -> Any:

@@ -31,7 +31,8 @@ Options: ``fp16_io`` (bool, default False); ``vulkan_options`` (dict passed as `
 ``quantize_modules`` (list of submodule names: int8/w8 quantize only ops traced inside them, the rest stays fp32 —
 see :func:`convert.targets.base.scope_filter`); ``quantize_exclude`` (submodules of that scope kept float:
 mixed precision, same syntax); ``observer_eps`` (smallest activation/weight scale, default 2^-12);
-``fold_block_scales`` (fold NAF block scales into their projections first: :mod:`convert.quant_prep`).
+``fold_block_scales`` (fold NAF block scales into their projections first: :mod:`convert.quant_prep`);
+``calibration_gains`` (calibrate on the samples at these exposure gains too: :func:`convert.quant_prep.exposure_bracket`).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from convert.pad_lowering import lower_reflect_pads
-from convert.quant_prep import prepare_for_quantization, with_eps
+from convert.quant_prep import exposure_bracket, prepare_for_quantization, with_eps
 
 from .base import (BackendReport, ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path,
                    atomic_save, count_by, export_program, finish, path_sha256, path_size, pt2e_quantize,
@@ -53,7 +54,8 @@ TARGET = "executorch"
 EXT = "pte"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules)
 SUPPORTED_OPTIONS = ("fp16_io", "vulkan_options", "coreml_compute_unit", "coreml_minimum_deployment_target",
-                     "quantize_modules", "quantize_exclude", "observer_eps", "fold_block_scales")
+                     "quantize_modules", "quantize_exclude", "observer_eps", "fold_block_scales",
+                     "calibration_gains")
 BACKENDS = ("xnnpack", "vulkan", "coreml")
 _BACKEND_IDS = {"xnnpack": "XnnpackBackend", "vulkan": "VulkanBackend", "coreml": "CoreMLBackend"}
 _NOT_OPS = ("getitem", "executorch_call_delegate")
@@ -199,7 +201,8 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
                     details["float_layers"] = exclude
             module, prep = prepare_for_quantization(module, req.options)
             details.update(prep)
-            module = pt2e_quantize(module, inputs, quantizer, [] if dynamic else req.calibration)
+            rows = [] if dynamic else exposure_bracket(req.calibration, req.options.get("calibration_gains"))
+            module = pt2e_quantize(module, inputs, quantizer, rows)
             if dynamic:
                 n = rank_match_constants(module)
                 if n:
@@ -207,7 +210,7 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
         details["quantization"] = (
             "XNNPACKQuantizer symmetric, per-channel int8 weights, " +
             ("dynamic per-tensor int8 activations (conv/linear only)" if dynamic else
-             f"static per-tensor int8 activations, {len(req.calibration)} calibration samples"))
+             f"static per-tensor int8 activations, {len(rows)} calibration samples"))
     with rec.step("torch.export"):
         program = export_program(module, inputs)
     with rec.step("reflect pads"):         # as slices + cat, which XNNPACK takes (convert/pad_lowering.py)

@@ -21,6 +21,10 @@ Precisions:
   ``"aeq16"``: ai-edge-quantizer ``static_wi8_ai16`` (LiteRT's 16x8 mode: int8 per-channel weights, int16
   activations and int16 I/O) over the whole unit — ``quantize_modules`` is not applied (recorded in ``details``):
   16-bit activations carry the unit's image tensors at ~1.5e-5 resolution, so no part needs to stay float.
+  Ranges are the min/max over all calibration samples (not ai-edge-quantizer's moving average, which clipped the
+  highlights of the denoiser's brighter tiles: 20 -> 41 dB end to end), and ``options["calibration_gains"]``
+  (e.g. ``[1, 2]``) adds the samples at brighter exposures, clipped to [0, 1]
+  (:func:`convert.quant_prep.exposure_bracket`).
   Both give **int8 input and output tensors**; :mod:`runtime_py.runtimes` quantizes/dequantizes with the tensors'
   scale and zero point.
 * ``w8`` — ai-edge-quantizer ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time
@@ -55,13 +59,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from convert.quant_prep import exposure_bracket
+
 from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path, atomic_save, count_by,
                    finish, pt2e_quantize, quantize_scope, scope_filter, short_error)
 
 TARGET = "litert"
 EXT = "tflite"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules, via PT2E)
-SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules")
+SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules", "calibration_gains")
 SIGNATURE = "serving_default"
 #: ``options["int8_method"]``: ``auto`` (PT2E, AEQ W8A8 if PT2E fails), ``pt2e``, ``aeq`` (AEQ W8A8), ``aeq16``
 #: (AEQ 16x8: int8 weights, int16 activations — the mode NPU delegates take for image networks; whole unit)
@@ -137,15 +143,26 @@ def with_io_metadata(flat: bytes, input_names: Sequence[str], output_names: Sequ
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _aeq(float_model: bytes, recipe: Any, req: ExportRequest | None = None) -> bytes:
-    """ai-edge-quantizer on a float flatbuffer; calibrates through the interpreter when the recipe needs it."""
-    from ai_edge_quantizer import quantizer
+def _aeq(float_model: bytes, recipe: Any, req: ExportRequest | None = None,
+         calibration_samples: Sequence[tuple[torch.Tensor, ...]] | None = None, min_max: bool = False) -> bytes:
+    """ai-edge-quantizer on a float flatbuffer; calibrates through the interpreter when the recipe needs it, on
+    ``calibration_samples`` (default ``req.calibration``). ``min_max``: each tensor's range is the min/max over all
+    samples instead of ai-edge-quantizer's default moving average (smoothing 0.95: dominated by the first samples,
+    so a bright tile late in the set is clipped)."""
+    from ai_edge_quantizer import calibrator, quantizer
+    from ai_edge_quantizer.utils import qsv_utils
 
     q = quantizer.Quantizer(bytearray(float_model), recipe)
     calibration = None
     if q.need_calibration:
-        samples = [{n: t.numpy() for n, t in zip(req.input_names, sample)} for sample in req.calibration]
-        calibration = q.calibrate({SIGNATURE: samples}, num_threads=1)
+        rows = req.calibration if calibration_samples is None else calibration_samples
+        samples = [{n: t.numpy() for n, t in zip(req.input_names, sample)} for sample in rows]
+        if min_max:
+            cal = calibrator.Calibrator(bytes(float_model), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+            cal.calibrate({SIGNATURE: samples}, q._recipe_manager)
+            calibration = cal.get_model_qsvs()
+        else:
+            calibration = q.calibrate({SIGNATURE: samples}, num_threads=1)
     result = q.quantize(calibration, enable_progress_report=False)
     return bytes(result.quantized_model)
 
@@ -244,11 +261,15 @@ def export(req: ExportRequest) -> ExportResult:
                     flat = _aeq(flat, getattr(aeq_recipe, name)())
                     details["quantization"] = f"ai-edge-quantizer {name}: int8 per-channel weights"
                 elif int8_method == "aeq16":
-                    flat = _aeq(flat, aeq_recipe.static_wi8_ai16(), req)
+                    gains = req.options.get("calibration_gains")
+                    rows = exposure_bracket(req.calibration, gains)
+                    flat = _aeq(flat, aeq_recipe.static_wi8_ai16(), req, rows, min_max=True)
                     details["int8_method"] = "aeq16"
                     details["quantization"] = (f"ai-edge-quantizer static_wi8_ai16 (16x8: int8 per-channel weights, "
-                                               f"int16 activations) over the whole unit, {len(req.calibration)} "
-                                               f"calibration samples")
+                                               f"int16 activations) over the whole unit, ranges min/max over "
+                                               f"{len(rows)} calibration samples"
+                                               + (f" ({len(req.calibration)} at exposure gains {list(gains)})"
+                                                  if gains else ""))
                 else:
                     flat = _aeq(flat, aeq_recipe.static_wi8_ai8(), req)
                     details["int8_method"] = "aeq"

@@ -70,3 +70,53 @@ def test_npu_policy_plans_integer_networks_with_per_target_options():
         Policy.from_json({"default": "fp32", "options": {"denoise": {"gpu": {}}}})
     with pytest.raises(ValueError, match="unknown keys"):
         Policy.from_json({"default": "fp32", "extra": 1})
+
+
+def test_exposure_bracket_adds_brighter_clipped_copies():
+    from convert.quant_prep import exposure_bracket
+
+    rows = [(torch.full((1, 3, 2, 2), 0.3), torch.zeros(1, 3)), (torch.full((1, 3, 2, 2), 0.6), torch.ones(1, 3))]
+    assert exposure_bracket(rows, None) == rows and exposure_bracket(rows, [1]) == rows
+    out = exposure_bracket(rows, [1, 2])
+    assert len(out) == 4 and out[:2] == rows
+    assert torch.allclose(out[2][0], torch.full((1, 3, 2, 2), 0.6)) and torch.equal(out[3][0], torch.ones(1, 3, 2, 2))
+    assert torch.equal(out[3][1], torch.ones(1, 3))                  # every input of a row, clipped to [0, 1]
+    with pytest.raises(ValueError, match="positive"):
+        exposure_bracket(rows, [0])
+
+
+def test_litert_16x8_ranges_cover_every_calibration_sample(tmp_path):
+    """aeq16 calibrates min/max ranges over all samples (ai-edge-quantizer's default moving average forgets a bright
+    sample that comes after dim ones) and ``calibration_gains`` adds brighter copies: a bright tile outside the
+    dim calibration set then converts at 16-bit accuracy; without the bracket its highlights clip."""
+    pytest.importorskip("ai_edge_quantizer")
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.targets import export
+    from convert.targets.base import ExportRequest
+
+    m = _small_nafnet_unit(seed=1)
+    g = torch.Generator().manual_seed(0)
+    dim = [(torch.rand(1, 3, 32, 32, generator=g) * 0.45,) for _ in range(6)]
+    bright = torch.rand(1, 3, 32, 32, generator=g).clamp(0.0, 1.0) ** 0.5          # up to 1.0
+
+    def psnr_on_bright(gains):
+        req = ExportRequest(m, (dim[0][0],), ["raw"], ["denoised_raw"], precision="int8", calibration=dim,
+                            options={"int8_method": "aeq16", **({"calibration_gains": gains} if gains else {})},
+                            out_dir=tmp_path / str(gains), stem="denoise")
+        res = export("litert", req)
+        it = Interpreter(model_path=str(res.files[0]))
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        assert i["dtype"] == np.int16 and o["dtype"] == np.int16
+        s, z = i["quantization"]
+        it.set_tensor(i["index"], np.clip(np.round(bright.numpy() / s + z), -32768, 32767).astype(np.int16))
+        it.invoke()
+        s, z = o["quantization"]
+        got = (it.get_tensor(o["index"]).astype(np.float32) - z) * s
+        err = float(((got - m(bright)[0].detach().numpy()) ** 2).mean())
+        return 10 * np.log10(1.0 / err)
+
+    with_bracket, without = psnr_on_bright([1, 2.5]), psnr_on_bright(None)
+    assert with_bracket > 50.0 and with_bracket > without + 20.0, (with_bracket, without)
