@@ -235,12 +235,20 @@ def _export_one(planned: Any, unit: Any, opts: ExportOptions, staging: Path, cal
         from convert.qat import finetuned_module
         module, tuned = finetuned_module(unit, options["weight_finetune"], calibration)
     options.pop("weight_finetune", None)
+    # NAFNet statistics: the float16-safe layer norm / attention mean for float units, the textbook forms (equal in
+    # float32) for integer ones, whose per-tensor ranges the safe form's per-pixel rescale defeats (isp.stages.nafnet)
+    from isp.stages.nafnet import ChannelLayerNorm, with_statistics
+    statistics = options.pop("nafnet_statistics", "textbook" if rec.precision == "int8" else "fp16_safe")
+    module = with_statistics(module, statistics)
+    has_nafnet = any(isinstance(m, ChannelLayerNorm) for m in module.modules())
     request = ExportRequest(module=module, example_inputs=verify_inputs, input_names=unit.input_names,
                             output_names=unit.output_names, precision=rec.precision, calibration=calibration,
                             backends=rec.backends, options=options, out_dir=staging, stem=unit.id)
     result = targets.export(rec.module, request)
     if tuned is not None:
         result.details["weight_finetune"] = tuned
+    if has_nafnet:
+        result.details["nafnet_statistics"] = statistics
     seconds = round(time.perf_counter() - t0, 3)
     io_in, io_out = unit.io(_io_dtype(result.details))
     base_warnings = list(planned.warnings) + list(result.warnings)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LAYER_NORM_EPS", "NAFNetConfig", "channel_layer_norm", "channel_layer_norm_reference", "spatial_mean",
-           "simple_gate", "pad_to_multiple",
+           "simple_gate", "pad_to_multiple", "with_statistics",
            "ChannelLayerNorm", "NAFBlock", "NAFNet", "NAFNET_KEY_RULES", "read_nafnet_config"]
 
 #: epsilon added to the per-pixel channel variance (what the official ISP's NAFNet uses; see module docstring)
@@ -189,7 +189,13 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
+    #: ``"fp16_safe"`` (:func:`channel_layer_norm`) or ``"textbook"`` (:func:`channel_layer_norm_reference`); see
+    #: :func:`with_statistics`
+    statistics = "fp16_safe"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.statistics == "textbook":
+            return channel_layer_norm_reference(x, self.weight, self.bias, self.eps)
         return channel_layer_norm(x, self.weight, self.bias, self.eps)
 
 
@@ -212,12 +218,41 @@ class NAFBlock(nn.Module):
         self.ffn_project = nn.Conv2d(c, c, 1)
         self.ffn_scale = nn.Parameter(torch.zeros(1, c, 1, 1))
 
+    #: how the channel attention pools: ``"fp16_safe"`` (:func:`spatial_mean`) or ``"textbook"`` (one mean)
+    statistics = "fp16_safe"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = simple_gate(self.mix_depthwise(self.mix_expand(self.mix_norm(x))))          # (B, C, H, W)
-        t = t * self.mix_attention(spatial_mean(t))                                   # gate by (B, C, 1, 1)
+        pooled = t.mean(dim=(2, 3), keepdim=True) if self.statistics == "textbook" else spatial_mean(t)
+        t = t * self.mix_attention(pooled)                                            # gate by (B, C, 1, 1)
         y = x + self.mix_project(t) * self.mix_scale
         t = simple_gate(self.ffn_expand(self.ffn_norm(y)))
         return y + self.ffn_project(t) * self.ffn_scale
+
+
+STATISTICS = ("fp16_safe", "textbook")
+
+
+def with_statistics(module: nn.Module, statistics: str) -> nn.Module:
+    """``module`` whose NAFNet layer norms and channel-attention means use ``statistics``: the module itself when
+    it has none or they already do, else a deep copy (the argument is never modified).
+
+    ``"fp16_safe"`` (the default) is what a float16 GPU or ARM fp16 kernel needs; ``"textbook"`` is the plain
+    formulation, equal in float32, and what integer quantization needs: the safe form's per-pixel rescale
+    (``centred / max|centred|``) and its pivot/partial sums add activations whose per-tensor int8 range cannot hold
+    a flat pixel's small spread: the int8 enhancer measured 28.9 dB against its float self with the safe form and
+    48.6 dB with the textbook one (ExecuTorch XNNPACK, CI geometry, README "ARM kernels")."""
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
+    owners = [m for m in module.modules() if isinstance(m, (ChannelLayerNorm, NAFBlock))]
+    if all(m.statistics == statistics for m in owners):
+        return module
+    import copy
+    module = copy.deepcopy(module)
+    for m in module.modules():
+        if isinstance(m, (ChannelLayerNorm, NAFBlock)):
+            m.statistics = statistics
+    return module
 
 
 def _stage(channels: int, blocks: int) -> nn.Sequential:

@@ -51,3 +51,25 @@ def test_spatial_mean_equals_mean_and_survives_float16():
 
 def test_eps_is_the_official_one():
     assert LAYER_NORM_EPS == 1e-5
+
+
+def test_with_statistics_switches_forms_on_a_copy():
+    from isp.stages.nafnet import NAFNet, NAFNetConfig, with_statistics
+    torch.manual_seed(0)
+    net = NAFNet(NAFNetConfig(width=8, middle_block_num=1, encoder_block_nums=(1, 1), decoder_block_nums=(1, 1))).eval()
+    for p in net.parameters():                                  # block scales start at zero: make every path count
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(1, 3, 32, 48)
+    text = with_statistics(net, "textbook")
+    assert text is not net and with_statistics(net, "fp16_safe") is net
+    assert {m.statistics for m in net.modules() if hasattr(m, "statistics")} == {"fp16_safe"}   # argument untouched
+    assert {m.statistics for m in text.modules() if hasattr(m, "statistics")} == {"textbook"}
+    with torch.no_grad():
+        a, b = net(x), text(x)
+    assert (a - b).abs().max().item() < 1e-5 and (a - x).abs().max().item() > 1e-3
+    try:
+        with_statistics(net, "int8")
+    except ValueError as exc:
+        assert "statistics" in str(exc)
+    else:
+        raise AssertionError("an unknown form must be refused")
