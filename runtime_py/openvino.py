@@ -6,10 +6,10 @@
 The files are the set's own ``.onnx`` artifacts, unchanged; only the kernels differ
 (:class:`convert.runtimes.OpenVinoRunner`): OpenVINO fuses NAFNet's channel layer norms, gates and attention into
 its convolutions where ONNX Runtime runs them as separate memory-bound ops. ``openvino`` runs every unit in float32
-(measured ~80 dB against ONNX Runtime on the shipped DNGs at CI geometry). ``openvino-bf16`` runs the enhancer
+(126-130 dB against ONNX Runtime on shipped DNGs at CI geometry). ``openvino-bf16`` runs the enhancer
 (:data:`BF16_UNITS`, ~60 % of a frame's arithmetic) with OpenVINO's bfloat16 inference precision, on AMX /
-AVX512-BF16 where the CPU has them, and the rest in float32: the enhancer in bfloat16 stays at ~62 dB against the
-float32 chain; the denoiser in bfloat16 fell to ~41 dB (its output feeds every later unit), so it stays float32, as
+AVX512-BF16 where the CPU has them, and the rest in float32: the enhancer in bfloat16 stays at 62-63 dB against the
+float32 chain; the denoiser in bfloat16 fell to 39-41 dB (its output feeds every later unit), so it stays float32, as
 do the bilateral-grid fit (small linear systems) and the cheap photofinishing units. Compiled models are cached in
 :func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache), so only a set's first run pays OpenVINO's compile
 time. Non-ONNX artifacts of the selection keep their own runner.
