@@ -1,12 +1,13 @@
 """A 12-megapixel DNG rendered by the reference and by exported artifact sets: wall time, peak RSS, per-stage time.
 
-    .venv/bin/python benchmarks/render_12mp.py [SET ...] [--rounds 2] [--size 4000x3000] [--dng PATH]
+    .venv/bin/python benchmarks/render_12mp.py [SET[@RUNTIME] ...] [--rounds 2] [--size 4000x3000] [--dng PATH]
         [--no-reference] [--json OUT.json] [--text OUT.txt]
 
 ``SET`` is an artifact folder (``convert/export.py --out DIR``; its ``manifest.json``) or a folder of such folders
 (``/tmp/sets`` holding ``onnx_fp32/``, ``litert_int8/`` ...); each set is rendered with its own policy
-(``python -m runtime_py.render --artifacts SET``). The reference is ``python -m isp render`` (style 0, lite
-denoiser, its default 1024-px tiles).
+(``python -m runtime_py.render --artifacts SET``); ``SET@RUNTIME`` renders it with ``--runtime RUNTIME`` (e.g.
+``/tmp/sets/onnx_fp32@openvino-bf16``; a set may be named several times with different runtimes). The reference
+is ``python -m isp render`` (style 0, lite denoiser, its default 1024-px tiles).
 
 The input is one synthetic Bayer DNG, made once and cached (``--dng``, default
 ``~/.cache/isp-bench/synthetic_WxH.dng``): the demosaiced raw of the shipped astronaut DNG mirror-tiled to the size
@@ -159,16 +160,19 @@ def jpeg_psnr(a: Path, b: Path) -> float | None:
 
 # ------------------------------------------------------------------------------------------------- the table
 
-def find_sets(paths: list[Path]) -> list[Path]:
-    sets: list[Path] = []
-    for p in paths:
+def find_sets(paths: list[str]) -> list[tuple[Path, str | None]]:
+    """``[(set folder, runtime or None)]`` from ``SET[@RUNTIME]`` arguments (a folder of sets expands)."""
+    sets: list[tuple[Path, str | None]] = []
+    for arg in paths:
+        text, _, runtime = str(arg).partition("@")
+        p = Path(text)
         if (p / "manifest.json").is_file():
-            sets.append(p)
+            sets.append((p, runtime or None))
         elif p.is_dir():
             found = sorted(q.parent for q in p.glob("*/manifest.json"))
             if not found:
                 raise ValueError(f"{p}: neither an artifact set (manifest.json) nor a folder of sets")
-            sets.extend(found)
+            sets.extend((q, runtime or None) for q in found)
         else:
             raise ValueError(f"{p}: no such artifact folder")
     return sets
@@ -218,7 +222,7 @@ def render_table(summary: dict[str, dict], header: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("sets", type=Path, nargs="*", help="artifact sets, or folders of sets")
+    p.add_argument("sets", nargs="*", help="artifact sets, or folders of sets; SET@RUNTIME: with --runtime RUNTIME")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     p.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the synthetic DNG (default 12 MP)")
     p.add_argument("--dng", type=Path, default=None, help="the DNG to render (made here when missing)")
@@ -253,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_reference:
             commands[REFERENCE] = (REFERENCE, [str(dng), "-o", str(tmp / f"{REFERENCE}.jpg"), "--style", "0",
                                                "--denoiser", "lite"])
-        for s in sets:
-            name = s.name
+        for s, runtime in sets:
+            name = s.name + (f"@{runtime}" if runtime else "")
             commands[name] = ("artifacts", [str(dng), "-o", str(tmp / f"{name}.jpg"), "--artifacts", str(s),
-                                            "--quiet"])
+                                            "--quiet", *(["--runtime", runtime] if runtime else [])])
         names = list(commands)
         load_before = os.getloadavg()
         rounds: list[dict[str, dict]] = []
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"dng": str(dng), "width": width, "height": height, "rounds": args.rounds, "cpu": cpu_model(),
                "cpu_features": cpu_features(), "logical_cpus": os.cpu_count(), "load_average_start": load_before,
                "load_average_end": load_after, "commands": {n: c[1] for n, c in commands.items()},
-               "sets": [str(s) for s in sets], "summary": summary}
+               "sets": [str(s) + (f"@{r}" if r else "") for s, r in sets], "summary": summary}
     if args.json:
         write_json_atomic(args.json, payload)
     if args.text:

@@ -126,24 +126,47 @@ def _check_set(cs: Any, geometry: Any, style: int) -> None:
                          f"{style}; the photofinishing inputs depend on the style — build a set with --style {style}")
 
 
-def prepare_calibration(opts: ExportOptions, geometry: Any, denoiser: str) -> tuple[Any, Any | None, Path]:
-    """Load ``--calibration`` or build (or reuse) a small set in ``OUT/calibration``."""
+#: tile windows per axis (at most) of the automatic calibration capture when every int8 unit is tile-local
+CAPTURE_WINDOWS = (4, 3)
+
+
+def capture_geometry(geometry: Any, int8_units: Sequence[str]) -> Any:
+    """The geometry of the automatic calibration set: ``geometry`` itself, or, when every int8 unit is tile-local,
+    a frame of at most :data:`CAPTURE_WINDOWS` tile windows with the same tile and overlap (1952x1472 for 12 MP at
+    512/32: a quarter of the pixels, so a quarter of the reference renders' time) where that halves the pixels. The shipped DNGs are 1024 px and
+    smaller, so a 12 MP frame is their mirror tiling: its tiles have the capture's local statistics either way."""
+    from convert.units import tile_local
+    if not int8_units or not all(tile_local(u) for u in int8_units):
+        return geometry
+    step = geometry.tile - geometry.overlap
+    w, h = (min(full, (geometry.tile + (n - 1) * step) // 4 * 4)
+            for full, n in ((geometry.width, CAPTURE_WINDOWS[0]), (geometry.height, CAPTURE_WINDOWS[1])))
+    if 2 * w * h > geometry.width * geometry.height:          # not worth a second geometry (CI's 512x320)
+        return geometry
+    return type(geometry)(w, h, geometry.tile, geometry.overlap)
+
+
+def prepare_calibration(opts: ExportOptions, geometry: Any, denoiser: str, int8_units: Sequence[str] = ()
+                        ) -> tuple[Any, Any | None, Path]:
+    """Load ``--calibration`` or build (or reuse) a small set in ``OUT/calibration`` (at :func:`capture_geometry`)."""
     if opts.calibration is not None:
         calib, ev = _open_sets(opts.calibration)
         _check_set(calib, geometry, opts.style)
         return calib, ev, Path(opts.calibration)
     from calibration import build_sets
     root = opts.out / "calibration"
+    capture = capture_geometry(geometry, int8_units)
     if (root / "calib" / "set.json").is_file():
         try:
             calib, ev = _open_sets(root)
-            _check_set(calib, geometry, opts.style)
+            _check_set(calib, capture, opts.style)
             return calib, ev, root
         except ValueError as exc:
             print(f"rebuilding {root}: {exc}", file=sys.stderr)
-    print(f"building a calibration set ({opts.calibration_frames} frames + 1 evaluation frame) at {geometry} into "
-          f"{root}", file=sys.stderr)
-    build_sets(None, root, geometry=geometry, count=opts.calibration_frames, eval_count=1, style=opts.style,
+    print(f"building a calibration set ({opts.calibration_frames} frames + 1 evaluation frame) at {capture} into "
+          f"{root}" + ("" if capture == geometry else f" (int8 units {', '.join(int8_units)} are tile-local: "
+                                                      f"same tiles as {geometry})"), file=sys.stderr)
+    build_sets(None, root, geometry=capture, count=opts.calibration_frames, eval_count=1, style=opts.style,
                denoiser=denoiser, weights=opts.weights, force=True, progress=opts.progress)
     calib, ev = _open_sets(root)
     return calib, ev, root
@@ -207,7 +230,8 @@ def _verify_inputs(unit: Any, calib: Any, ev: Any) -> tuple[tuple[Any, ...], str
             rows = unit.calibration_inputs(cs, limit=1)
         except (ValueError, KeyError):
             continue
-        if rows:
+        # a set captured at a smaller frame (capture_geometry) has other quarter-frame shapes
+        if rows and [tuple(t.shape) for t in rows[0]] == [tuple(t.shape) for t in unit.example_inputs()]:
             return tuple(t.float() for t in rows[0]), label
     return unit.example_inputs(), "synthetic"
 
@@ -380,7 +404,8 @@ def run_export(opts: ExportOptions) -> tuple[list[UnitOutcome], dict[str, Any]]:
     calib = ev = None
     calib_record = None
     if any(p.recipe.supported and p.precision == "int8" for p in plan) or opts.calibration is not None:
-        calib, ev, calib_root = prepare_calibration(opts, geometry, denoiser)
+        int8_units = [p.unit for p in plan if p.recipe.supported and p.precision == "int8"]
+        calib, ev, calib_root = prepare_calibration(opts, geometry, denoiser, int8_units)
         calib_record = {"path": str(calib.root), "frames": len(calib),
                         "sha256": sha256_file(Path(calib.root) / "set.json"),
                         "eval": str(ev.root) if ev is not None else None,

@@ -36,7 +36,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 __all__ = ["Runner", "TensorSpec", "ExecuTorchRunner", "LiteRTRunner", "OnnxRunner", "CoreMLStructuralCheck",
-           "load", "RUNNERS", "default_threads", "set_default_threads"]
+           "OpenVinoRunner", "load", "RUNNERS", "default_threads", "set_default_threads"]
 
 _DEFAULT_THREADS: int | None = None
 
@@ -437,6 +437,59 @@ class CoreMLStructuralCheck(_Base):
 
 
 # -------------------------------------------------------------------------------------------------------- load
+
+class OpenVinoRunner(_Base):
+    """``.onnx`` through OpenVINO's CPU plugin (optional package ``openvino``): the same artifact, other kernels.
+
+    ``precision``: ``"f32"`` (default; OpenVINO itself would pick bf16 on a CPU with AMX or AVX512-BF16) or
+    ``"bf16"`` (its inference precision hint: convolutions and most elementwise ops in bfloat16 on AMX/AVX512-BF16,
+    inputs and outputs stay float32). ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
+    shared). ``cache_dir``: OpenVINO's compiled-model cache (created; a later load of the same file and settings
+    skips the compile). Declared fp16 inputs are cast like :class:`OnnxRunner` does.
+    """
+
+    _OV_TYPES = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8", "i64": "int64", "i32": "int32"}
+    PRECISIONS = ("f32", "bf16")
+
+    def __init__(self, path: Path, input_names: Sequence[str] | None = None,
+                 output_names: Sequence[str] | None = None, precision: str = "f32",
+                 threads: int | None = None, cache_dir: Path | str | None = None) -> None:
+        self.path = Path(path)
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"openvino precision: expected one of {self.PRECISIONS}, got {precision!r}")
+        ov = _require("openvino", "openvino")
+        self.precision = precision
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads or default_threads()),
+                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+        if cache_dir:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache_dir)
+        self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        self._req = self._compiled.create_infer_request()
+        ins, outs = self._compiled.inputs, self._compiled.outputs
+
+        def name(port: Any, wanted: Sequence[str] | None) -> str:
+            # a port carries every name its tensor had in the graph (a pass-through output, a padded input ...)
+            return next((n for n in (wanted or ()) if n in port.get_names()), port.get_any_name())
+
+        declared_in, declared_out = [name(i, input_names) for i in ins], [name(o, output_names) for o in outs]
+        self._in_idx = _reorder(self.path, "input", declared_in, input_names)
+        self._out_idx = _reorder(self.path, "output", declared_out, output_names)
+
+        def spec(port: Any, n: str) -> TensorSpec:
+            t = port.get_element_type().get_type_name()
+            return TensorSpec(n, tuple(int(d) for d in port.get_shape()), self._OV_TYPES.get(t, t))
+
+        self.inputs = [spec(ins[i], declared_in[i]) for i in self._in_idx]
+        self.outputs = [spec(outs[i], declared_out[i]) for i in self._out_idx]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        feeds = {}
+        for idx, spec, a in zip(self._in_idx, self.inputs, self._check(inputs)):
+            feeds[idx] = a.astype(np.float16) if spec.dtype == "float16" else a
+        self._req.infer(feeds)
+        return [np.array(self._req.get_output_tensor(i).data, dtype=np.float32) for i in self._out_idx]
+
 
 RUNNERS = {".pte": ExecuTorchRunner, ".tflite": LiteRTRunner, ".onnx": OnnxRunner,
            ".mlpackage": CoreMLStructuralCheck.open, ".mlmodel": CoreMLStructuralCheck.open}

@@ -375,8 +375,8 @@ class ExportUnit:
         builds the operands of each stored tile. ``downsample`` needs whole full-resolution frames, which sets do
         not store: ``ValueError``.
         """
-        if cs.geometry.tile_shape != self.geometry.tile_shape or \
-                (cs.geometry.width, cs.geometry.height) != (self.geometry.width, self.geometry.height):
+        same_frame = (cs.geometry.width, cs.geometry.height) == (self.geometry.width, self.geometry.height)
+        if cs.geometry.tile_shape != self.geometry.tile_shape or not (same_frame or tile_local(self.id)):
             raise ValueError(f"calibration set {cs.root} was built for {cs.geometry}, the unit for "
                              f"{self.geometry}; build a set at this geometry (python -m calibration build --size "
                              f"{self.geometry.width}x{self.geometry.height} --tile {self.geometry.tile})")
@@ -420,6 +420,15 @@ class AuxExportUnit(ExportUnit):
 
     def calibration_inputs(self, cs: Any = None, limit: int | None = None) -> list[tuple[torch.Tensor, ...]]:
         return aux.golden_unit_inputs(self.id, self.cfg.weights, self.geometry.size, limit)
+
+
+def tile_local(unit: str) -> bool:
+    """A tiled unit whose inputs are all tile-sized (denoise, color, enhance; not the slice, fed the quarter-frame
+    grid): what it receives on a tile does not depend on the frame size, so a calibration set captured at another
+    frame size with the same tiles serves it (``convert.export.capture_geometry``)."""
+    spec = UNITS.get(unit)
+    return spec is not None and spec.tiled and all(isinstance(d, int) or d in ("th", "tw")
+                              for shape in spec.shapes[:len(spec.inputs)] for d in shape)
 
 
 # ---------------------------------------------------------------------------------------------------- builders

@@ -3,7 +3,7 @@
     python -m runtime_py.render IN.dng -o OUT.jpg --artifacts DIR [--prefer executorch,tflite,onnx]
         [--precision-prefer int8,fp16,fp32] [--select UNIT=TARGET:PRECISION,...] [--fit exact|crop]
         [--quality 95] [--no-orientation] [--ort-int8 emulate|host] [--threads N] [--quiet]
-        [--runtime cpu|litert-gpu|litert-gpu-f32] [--allow-cpu-fallback]
+        [--runtime cpu|litert-gpu|litert-gpu-f32|openvino|openvino-bf16] [--allow-cpu-fallback]
 
 The artifacts have the fixed frame size they were exported for. ``--fit exact`` (default) requires the DNG to have
 that size and otherwise says how to re-export (``--size WxH``); ``--fit crop`` renders the centred window of the
@@ -13,7 +13,9 @@ int8) and ``--select`` (explicit per unit, e.g. ``denoise=onnx:int8``), see :mod
 is written atomically: ``.jpg``/``.jpeg`` 8-bit, ``.png`` 16-bit. The per-unit seconds are printed.
 ``--runtime litert-gpu`` runs the ``pixel8`` profile's GPU units on LiteRT's GPU delegate (fp16; ``litert-gpu-f32``:
 enforce_f32), preferring tflite artifacts, and fails a unit the delegate does not take whole unless
-``--allow-cpu-fallback`` (:mod:`runtime_py.gpu`).
+``--allow-cpu-fallback`` (:mod:`runtime_py.gpu`). ``--runtime openvino`` runs the ONNX artifacts with OpenVINO's
+CPU kernels instead of ONNX Runtime's (float32; ``openvino-bf16``: the enhancer in bfloat16 on AMX/AVX512-BF16),
+preferring onnx artifacts (:mod:`runtime_py.openvino`): the fastest host set on an x86 CPU.
 
 The frame is streamed through the full-resolution units (:func:`runtime_py.stream.render_streaming`: about three
 full-frame buffers, each runner released after its last use) and every runtime runs ``--threads`` threads (default:
@@ -61,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-orientation", action="store_true", help="ignore the EXIF orientation of the DNG")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the chosen artifacts")
     add_ort_int8_arg(p)
-    p.add_argument("--runtime", choices=("cpu", "litert-gpu", "litert-gpu-f32"), default="cpu",
-                   help="cpu (default) or LiteRT's GPU delegate for the GPU units (fp16, or enforce_f32)")
+    p.add_argument("--runtime", choices=("cpu", "litert-gpu", "litert-gpu-f32", "openvino", "openvino-bf16"),
+                   default="cpu", help="cpu (default: each artifact's own runtime), LiteRT's GPU delegate for the GPU "
+                                       "units (fp16, or enforce_f32), or OpenVINO for the ONNX artifacts (float32, "
+                                       "or the enhancer in bfloat16)")
     p.add_argument("--allow-cpu-fallback", action="store_true",
                    help="GPU runtime: let the delegate leave ops to the CPU instead of failing")
     p.add_argument("--threads", type=int, default=None,
@@ -83,12 +87,18 @@ def render_file(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     aset = ArtifactSet.open(args.artifacts)
     explicit = parse_selection(args.select) if args.select else None
-    gpu_rt = getattr(args, "runtime", "cpu") != "cpu"
-    prefer = args.prefer or (["tflite", "executorch", "onnx"] if gpu_rt else None)
+    runtime = getattr(args, "runtime", "cpu")
+    ov_rt = runtime.startswith("openvino")
+    gpu_rt = runtime != "cpu" and not ov_rt
+    prefer = args.prefer or (["tflite", "executorch", "onnx"] if gpu_rt else
+                             ["onnx", "tflite", "executorch"] if ov_rt else None)
     sel = aset.select(prefer, args.precision_prefer, explicit, verify=not args.no_verify, ort_int8=args.ort_int8)
     if gpu_rt:
         from runtime_py import gpu
         sel = gpu.on_gpu(sel, args.runtime, args.allow_cpu_fallback)
+    elif ov_rt:
+        from runtime_py.openvino import on_openvino
+        sel = on_openvino(sel, runtime)
     raw, illum, ccm, img = read_frame(args.input, aset.geometry, args.fit)
     orientation, crop = img.orientation, img.crop
     del img                                          # the decoded HWC copy: raw (1,3,H,W) is all the run needs

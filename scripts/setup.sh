@@ -37,6 +37,8 @@ $PIP tensorflow-cpu==2.21.0
 $PIP onnx==1.23.2 onnxruntime==1.31.1 onnxscript==0.7.2 onnx-graphsurgeon==0.6.1 sng4onnx==2.0.1 \
      onnxslim==0.1.98 onnxsim==0.8.1 psutil
 $PIP ai-edge-litert==2.3.0 litert-torch==0.10.0 ai-edge-quantizer==0.10.0
+# OpenVINO: a second host runtime for the ONNX sets (runtime_py.render --runtime openvino[-bf16]); ~180 MB, numpy only
+$PIP openvino==2026.4.1
 $PIP rawpy==0.28.0 adb-shell==0.4.4
 # Their metadata pins old TF/numpy/onnx and the full tensorflow dist; they run fine with the versions above.
 $PIP --no-deps tf-keras==2.21.0 onnx2tf==1.29.24

@@ -1,0 +1,98 @@
+"""An ONNX artifact set run by OpenVINO's CPU plugin instead of ONNX Runtime (``--runtime openvino[-bf16]``).
+
+    sel = on_openvino(aset.select(["onnx"]), "openvino-bf16")
+    ArtifactPipeline(sel) ...                       # or render_streaming(pipe, ...)
+
+The files are the set's own ``.onnx`` artifacts, unchanged; only the kernels differ
+(:class:`convert.runtimes.OpenVinoRunner`): OpenVINO fuses NAFNet's channel layer norms, gates and attention into
+its convolutions where ONNX Runtime runs them as separate memory-bound ops. ``openvino`` runs every unit in float32
+(126-130 dB against ONNX Runtime on shipped DNGs at CI geometry). ``openvino-bf16`` runs the enhancer
+(:data:`BF16_UNITS`, ~60 % of a frame's arithmetic) with OpenVINO's bfloat16 inference precision, on AMX /
+AVX512-BF16 where the CPU has them, and the rest in float32: the enhancer in bfloat16 stays at 62-63 dB against the
+float32 chain; the denoiser in bfloat16 fell to 39-41 dB (its output feeds every later unit), so it stays float32, as
+do the bilateral-grid fit (small linear systems) and the cheap photofinishing units. Compiled models are cached in
+:func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache), so only a set's first run pays OpenVINO's compile
+time. Non-ONNX artifacts of the selection keep their own runner.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["RUNTIMES", "BF16_UNITS", "on_openvino", "available", "unit_precision", "cache_dir"]
+
+#: ``--runtime`` values of this module
+RUNTIMES = ("openvino", "openvino-bf16")
+#: the units ``openvino-bf16`` runs in bfloat16
+BF16_UNITS = ("enhance",)
+
+
+def available() -> str | None:
+    """``None`` when OpenVINO can be imported, else why not (for skips and error messages)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"openvino is not installed (pip install openvino; scripts/setup.sh does): {exc}"
+    return None
+
+
+def cache_dir() -> Path | None:
+    """Where compiled models are cached: ``$ISP_OPENVINO_CACHE`` (empty: none), else ``~/.cache/isp-openvino``."""
+    env = os.environ.get("ISP_OPENVINO_CACHE")
+    if env is not None:
+        return Path(env) if env else None
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isp-openvino"
+
+
+def unit_precision(runtime: str, unit: str) -> str:
+    """OpenVINO inference precision of ``unit`` under ``runtime`` (``f32`` or ``bf16``)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    return "bf16" if runtime == "openvino-bf16" and unit in BF16_UNITS else "f32"
+
+
+def on_openvino(selection: Any, runtime: str) -> Any:
+    """``selection`` (a :class:`runtime_py.artifacts.Selection`) with its ONNX units on OpenVINO under ``runtime``."""
+    why = available()
+    if why:
+        raise RuntimeError(why)
+    onnx = [u for u, a in selection.items() if a.family == "onnx"]
+    if not onnx:
+        raise ValueError(f"--runtime {runtime} runs ONNX artifacts; this selection has none "
+                         f"({selection.label}); choose them with --prefer onnx")
+    return _selection_class()(selection.set, dict(selection), runtime, selection.ort_int8)
+
+
+def _selection_class() -> type:
+    from runtime_py.artifacts import Selection
+
+    class OpenVinoSelection(Selection):
+        """A selection whose ONNX units run on OpenVINO (the others on their own runner)."""
+
+        def __init__(self, aset: Any, chosen: Mapping[str, Any], runtime: str, ort_int8: str) -> None:
+            super().__init__(aset, chosen, ort_int8=ort_int8)
+            self.runtime = runtime
+
+        def runner(self, unit: str):
+            a = self[unit]
+            if a.family != "onnx" or a.precision not in ("fp32", "fp16"):
+                return super().runner(unit)
+            if unit not in self._runners:
+                from convert.runtimes import OpenVinoRunner
+                try:
+                    self._runners[unit] = OpenVinoRunner(a.path, a.input_names, a.output_names,
+                                                         precision=unit_precision(self.runtime, unit),
+                                                         cache_dir=cache_dir())
+                except (ValueError, FileNotFoundError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 — name the unit and file, keep the cause
+                    raise RuntimeError(f"unit {unit}: OpenVINO could not load {a.path.name}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+            return self._runners[unit]
+
+        @property
+        def label(self) -> str:
+            return f"{super().label} on {self.runtime}"
+
+    return OpenVinoSelection

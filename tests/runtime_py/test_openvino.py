@@ -1,0 +1,87 @@
+"""runtime_py.openvino / convert.runtimes.OpenVinoRunner: the ONNX set's own files on OpenVINO's CPU kernels give
+ONNX Runtime's image within the budgets (ONNX fp32 set at 512x320, tile 128, the shipped LinearRaw DNG): float32
+every unit within the fp32 unit budget, the enhancer in bfloat16 within the fp16 chain budget."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime_py.drift_budgets import CI_BUDGETS
+from runtime_py.openvino import BF16_UNITS, available, on_openvino, unit_precision
+
+from .artifact_sets import frame, geometry, onnx_set  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def aset(onnx_set):
+    from runtime_py.artifacts import ArtifactSet
+    return ArtifactSet.open(onnx_set)
+
+
+@pytest.fixture(scope="module")
+def ort_image(aset, frame):
+    from runtime_py.pipeline import ArtifactPipeline
+    from runtime_py.stream import render_streaming
+    return render_streaming(ArtifactPipeline(aset.select(["onnx"])), *frame)
+
+
+def test_runner_matches_onnxruntime_per_unit(aset):
+    from convert.runtimes import OnnxRunner, OpenVinoRunner
+    rng = np.random.default_rng(0)
+    for unit in ("denoise", "color", "upsample_slice", "enhance"):
+        a = aset.select(["onnx"], units=[unit])[unit]
+        ref = OnnxRunner(a.path, a.input_names, a.output_names)
+        ov = OpenVinoRunner(a.path, a.input_names, a.output_names, precision="f32")
+        assert ov.input_names == ref.input_names and ov.output_names == ref.output_names
+        assert [s.shape for s in ov.inputs] == [s.shape for s in ref.inputs]
+        x = [rng.random(s.shape, dtype=np.float32) for s in ref.inputs]
+        for got, want in zip(ov.run(x), ref.run(x)):
+            assert got.dtype == np.float32 and got.shape == want.shape
+            assert _psnr(got, want) >= CI_BUDGETS["unit"]["fp32"]["psnr_min"], unit
+    with pytest.raises(ValueError, match="expects shape"):
+        ov.run([np.zeros((1, 3, 8, 8), np.float32)])
+
+
+def test_openvino_render_within_the_budgets(aset, frame, ort_image, tmp_path, monkeypatch):
+    from runtime_py.pipeline import ArtifactPipeline
+    from runtime_py.stream import render_streaming
+    monkeypatch.setenv("ISP_OPENVINO_CACHE", str(tmp_path / "cache"))
+    got = {}
+    for runtime in ("openvino", "openvino-bf16"):
+        sel = on_openvino(aset.select(["onnx"]), runtime)
+        assert sel.label.endswith(f"on {runtime}")
+        pipe = ArtifactPipeline(sel)
+        got[runtime] = render_streaming(pipe, *frame)
+        assert list(pipe.timings) == list(pipe.units)
+    assert any((tmp_path / "cache").iterdir())                 # compiled models cached for the next process
+    assert _psnr(got["openvino"], ort_image) >= CI_BUDGETS["end_to_end"]["fp32"]["psnr_min"]
+    assert _psnr(got["openvino-bf16"], ort_image) >= CI_BUDGETS["end_to_end"]["fp16"]["psnr_min"]
+    assert not np.array_equal(got["openvino-bf16"], got["openvino"])   # bf16 did run
+    assert unit_precision("openvino-bf16", "enhance") == "bf16" and BF16_UNITS == ("enhance",)
+    assert unit_precision("openvino-bf16", "denoise") == unit_precision("openvino", "enhance") == "f32"
+
+
+def test_render_cli_runtime_openvino(onnx_set, tmp_path, monkeypatch):
+    from isp import paths
+    from runtime_py.render import main
+    from .artifact_sets import FRAME
+    monkeypatch.setenv("ISP_OPENVINO_CACHE", "")
+    out = tmp_path / "ov.jpg"
+    rc = main([str(paths.dng_dir() / FRAME), "-o", str(out), "--artifacts", str(onnx_set), "--fit", "crop",
+               "--runtime", "openvino-bf16", "--quiet"])
+    assert rc == 0 and out.stat().st_size > 0
+
+
+def test_bad_runtime_and_non_onnx_selection(aset):
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        unit_precision("openvino-int4", "enhance")
+    from convert.runtimes import OpenVinoRunner
+    with pytest.raises(ValueError, match="precision"):
+        OpenVinoRunner(aset.select(["onnx"], units=["color"])["color"].path, precision="fp16")
