@@ -10,7 +10,11 @@ the JSON and HTML reports of every run are kept under the test's temporary folde
 """
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from convert.export import nafnet_statistics
 
 from isp import paths
 from runtime_py import drift
@@ -42,12 +46,10 @@ def test_budget(request, tmp_path_factory, shared_root, target, precision, tmp_p
         from convert.units import units_for
         planned = {p.unit: [target, p.precision] for p in load_policy(policy=policy).plan(units_for(False), target)}
         assert planned in [e["selection"] for e in chains], (planned, [e["selection"] for e in chains])
-    if klass == "int8":                        # integer NAFNet units are quantized in the textbook statistics form
-        import json
-        for e in json.loads((folder / "manifest.json").read_text())["artifacts"]:
-            if e["unit"] in ("denoise", "enhance"):
-                want = "textbook" if e["precision"] == "int8" else "fp16_safe"
-                assert e["details"].get("nafnet_statistics") == want, (e["unit"], e["precision"], e["details"])
+    for e in json.loads((folder / "manifest.json").read_text())["artifacts"]:
+        if e["unit"] in ("denoise", "enhance"):
+            want = nafnet_statistics(target, e["precision"])     # the form its target and precision need
+            assert e["details"].get("nafnet_statistics") == want, (e["unit"], e["precision"], e["details"])
     if klass == "fp32":                        # every unit ran (and, by the budget below, is >= 60 dB)
         assert {u["target"] for u in report["units"]} == {target}
         assert all(u["status"] == "ok" for u in report["units"]), [u for u in report["units"] if u["status"] != "ok"]
