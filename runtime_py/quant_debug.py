@@ -506,6 +506,7 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     from calibration import load_set
     from convert.quant_prep import prepare_for_quantization
     from convert.units import build_unit
+    from isp.stages.nafnet import with_statistics
     from isp import paths
     from isp.geometry import FrameGeometry, parse_size
     from isp.pipeline import Pipeline
@@ -521,6 +522,9 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     geometry = FrameGeometry(*parse_size(size), tile, overlap)
     unit = build_unit(unit_id, BuildConfig(w, style=style, denoiser=denoiser), geometry)
     module, prep = prepare_for_quantization(unit.module, {"fold_block_scales": fold_scales})
+    # the statistics form the exporter quantizes (convert.export.nafnet_statistics: textbook for W8A8; the npu
+    # policy's 16-bit-activation LiteRT rows keep the fp16-safe form)
+    module = with_statistics(module, "textbook" if act_bits == 8 else "fp16_safe")
     if calibration is None:
         raise ValueError("--explain needs --calibration DIR (python -m calibration build, or an export's "
                          "OUT/calibration)")

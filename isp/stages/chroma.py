@@ -117,9 +117,11 @@ def cbcr_histogram_mobile(cbcr: torch.Tensor, bins: int = LUT_BINS, sigma: float
     two_s2 = 2.0 * sigma ** 2
     centres = bin_centres(bins, cbcr.dtype, cbcr.device)
     cb, cr = cbcr[:, 0:1], cbcr[:, 1:2]                                      # (B, 1, H, W)
-    g_cr = torch.exp(-(cr - centres.view(1, bins, 1, 1)) ** 2 / two_s2)     # (B, bins, H, W): column j
-    rows = [spatial_mean(torch.exp(-(cb - centres[i]) ** 2 / two_s2) * g_cr).reshape(b, 1, 1, bins)
-            for i in range(bins)]                                           # row i: (B, 1, 1, bins)
+    d_cr = cr - centres.view(1, bins, 1, 1)                                 # squares as products: no POW op
+    g_cr = torch.exp(-(d_cr * d_cr) / two_s2)                               # (B, bins, H, W): column j
+    d_cb = [cb - centres[i] for i in range(bins)]
+    rows = [spatial_mean(torch.exp(-(d * d) / two_s2) * g_cr).reshape(b, 1, 1, bins)
+            for d in d_cb]                                                  # row i: (B, 1, 1, bins)
     hist = torch.cat(rows, dim=2)                                           # (B, 1, bins, bins)
     hist = hist / (hist.sum(dim=(2, 3), keepdim=True) + EPS / (h * w))
     return torch.sqrt(hist)

@@ -10,10 +10,11 @@ from tests.convert.test_units import _small_nafnet_unit
 
 def _graph(calibration, granularity="layer"):
     from convert.quant_prep import quantizer_for
+    from isp.stages.nafnet import with_statistics
     from isp.units import NAFNET_BODY
     from runtime_py import quant_debug as qd
 
-    m = _small_nafnet_unit(seed=1)
+    m = with_statistics(_small_nafnet_unit(seed=1), "textbook")      # the form int8 exports quantize
     x = calibration[0]
     return m, qd.build_debug_graph(m, x, calibration, quantizer_for(list(NAFNET_BODY)), granularity)
 
