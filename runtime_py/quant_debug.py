@@ -506,7 +506,6 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     from calibration import load_set
     from convert.quant_prep import prepare_for_quantization
     from convert.units import build_unit
-    from isp.stages.nafnet import with_statistics
     from isp import paths
     from isp.geometry import FrameGeometry, parse_size
     from isp.pipeline import Pipeline
@@ -522,9 +521,8 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     geometry = FrameGeometry(*parse_size(size), tile, overlap)
     unit = build_unit(unit_id, BuildConfig(w, style=style, denoiser=denoiser), geometry)
     module, prep = prepare_for_quantization(unit.module, {"fold_block_scales": fold_scales})
-    # the statistics form the exporter quantizes (convert.export.nafnet_statistics: textbook for W8A8; the npu
-    # policy's 16-bit-activation LiteRT rows keep the fp16-safe form)
-    module = with_statistics(module, "textbook" if act_bits == 8 else "fp16_safe")
+    # NOTE: the network's default (fp16-safe) statistics form; W8A8 exports quantize the textbook form
+    # (convert.export.nafnet_statistics), which this emulation turns to NaN with every layer at 8 bits (open issue 12)
     if calibration is None:
         raise ValueError("--explain needs --calibration DIR (python -m calibration build, or an export's "
                          "OUT/calibration)")

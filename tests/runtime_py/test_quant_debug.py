@@ -14,7 +14,7 @@ def _graph(calibration, granularity="layer"):
     from isp.units import NAFNET_BODY
     from runtime_py import quant_debug as qd
 
-    m = with_statistics(_small_nafnet_unit(seed=1), "textbook")      # the form int8 exports quantize
+    m = with_statistics(_small_nafnet_unit(seed=1), "textbook")      # the form W8A8 exports quantize
     x = calibration[0]
     return m, qd.build_debug_graph(m, x, calibration, quantizer_for(list(NAFNET_BODY)), granularity)
 
