@@ -90,8 +90,8 @@ def make_dng(path: Path, width: int, height: int) -> Path:
 
 
 def default_dng(width: int, height: int) -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isp-bench"
-    return cache / f"synthetic_{width}x{height}.dng"
+    from isp.paths import user_cache
+    return user_cache("isp-bench") / f"synthetic_{width}x{height}.dng"
 
 
 # ------------------------------------------------------------------------------------------------- the child

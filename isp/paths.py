@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO_ROOT", "shared_root", "weights_root", "golden_dir", "dng_dir"]
+__all__ = ["REPO_ROOT", "shared_root", "weights_root", "golden_dir", "dng_dir", "user_cache"]
 
 
 def shared_root() -> Path:
@@ -45,3 +45,8 @@ def golden_dir() -> Path:
 
 def dng_dir() -> Path:
     return shared_root() / "data" / "dng"
+
+
+def user_cache(name: str) -> Path:
+    """``name`` in the user's cache folder: ``$XDG_CACHE_HOME`` if set, else ``~/.cache``."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / name

@@ -42,7 +42,8 @@ def cache_dir() -> Path | None:
     env = os.environ.get("ISP_OPENVINO_CACHE")
     if env is not None:
         return Path(env) if env else None
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isp-openvino"
+    from isp.paths import user_cache
+    return user_cache("isp-openvino")
 
 
 def unit_precision(runtime: str, unit: str) -> str:
