@@ -452,17 +452,25 @@ class Selection(Mapping[str, Artifact]):
         return self.set.geometry
 
     def runner(self, unit: str):
-        """The unit's runner, loaded on first use."""
+        """The unit's runner, loaded on first use (by :meth:`_load`)."""
         if unit not in self._runners:
             a = self._chosen[unit]
             try:
-                self._runners[unit] = a.load(self.ort_int8)
+                self._runners[unit] = self._load(unit, a)
             except (ValueError, FileNotFoundError, NotRunnableError):
                 raise
             except Exception as exc:  # noqa: BLE001 — name the unit and file, keep the cause
-                raise RuntimeError(f"unit {unit}: could not load {a.path.name} ({a.target}/{a.precision}): "
-                                   f"{type(exc).__name__}: {exc}") from exc
+                raise RuntimeError(f"unit {unit}: could not load {a.path.name} ({a.target}/{a.precision}"
+                                   f"{self._load_label(unit, a)}): {type(exc).__name__}: {exc}") from exc
         return self._runners[unit]
+
+    def _load(self, unit: str, artifact: Artifact) -> Any:
+        """A runner for ``artifact`` (subclasses put some units on another runtime)."""
+        return artifact.load(self.ort_int8)
+
+    def _load_label(self, unit: str, artifact: Artifact) -> str:
+        """What :meth:`_load` runs ``unit`` on, for the error message (``""``: the artifact's own runtime)."""
+        return ""
 
     def release(self, *units: str) -> None:
         """Drop the cached runners of ``units`` (all when none are named): their memory (ONNX Runtime arenas, LiteRT

@@ -75,22 +75,18 @@ def _selection_class() -> type:
             super().__init__(aset, chosen, ort_int8=ort_int8)
             self.runtime = runtime
 
-        def runner(self, unit: str):
-            a = self[unit]
-            if a.family != "onnx" or a.precision not in ("fp32", "fp16"):
-                return super().runner(unit)
-            if unit not in self._runners:
-                from convert.runtimes import OpenVinoRunner
-                try:
-                    self._runners[unit] = OpenVinoRunner(a.path, a.input_names, a.output_names,
-                                                         precision=unit_precision(self.runtime, unit),
-                                                         cache_dir=cache_dir())
-                except (ValueError, FileNotFoundError):
-                    raise
-                except Exception as exc:  # noqa: BLE001 — name the unit and file, keep the cause
-                    raise RuntimeError(f"unit {unit}: OpenVINO could not load {a.path.name}: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-            return self._runners[unit]
+        def _on_openvino(self, artifact: Any) -> bool:
+            return artifact.family == "onnx" and artifact.precision in ("fp32", "fp16")
+
+        def _load(self, unit: str, artifact: Any) -> Any:
+            if not self._on_openvino(artifact):
+                return super()._load(unit, artifact)
+            from convert.runtimes import OpenVinoRunner
+            return OpenVinoRunner(artifact.path, artifact.input_names, artifact.output_names,
+                                  precision=unit_precision(self.runtime, unit), cache_dir=cache_dir())
+
+        def _load_label(self, unit: str, artifact: Any) -> str:
+            return f" on OpenVINO {unit_precision(self.runtime, unit)}" if self._on_openvino(artifact) else ""
 
         @property
         def label(self) -> str:
