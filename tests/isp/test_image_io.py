@@ -297,3 +297,20 @@ def test_png_from_non_contiguous_view_round_trips(tmp_path):
     out = write_image(tmp_path / "v.png", hwc_view)
     back = read_image(out)
     assert np.abs(back - hwc_view).max() <= 0.5 / 65535 + 1e-7
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantise_blockwise_equals_whole_frame_float64(bits, monkeypatch):
+    """The block-by-block quantiser gives the codes of one float64 pass over the frame: exact .5 ties, values out of
+    [0, 1], a block boundary inside the frame and a non-contiguous input included."""
+    from isp.io import image
+    monkeypatch.setattr(image, "QUANTISE_BLOCK", 1000)
+    peak = (1 << bits) - 1
+    rng = np.random.default_rng(3)
+    frame = (rng.random((37, 29, 3), dtype=np.float32) * 1.4 - 0.2)
+    frame[0, :12, 0] = [(np.float32(k) + np.float32(0.5)) / np.float32(peak) for k in range(12)]
+    view = frame[:, ::-1]                                          # not C-contiguous
+    want = np.rint(np.clip(view.astype(np.float64), 0.0, 1.0) * peak).astype(np.uint16 if bits == 16 else np.uint8)
+    got = image._quantise(view, bits)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
