@@ -451,13 +451,17 @@ class Selection(Mapping[str, Artifact]):
     def geometry(self) -> FrameGeometry:
         return self.set.geometry
 
+    #: errors of :meth:`_load` that already say what is wrong with which file: raised as they are (others are
+    #: wrapped in a ``RuntimeError`` naming the unit and file)
+    _passthrough: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotRunnableError)
+
     def runner(self, unit: str):
         """The unit's runner, loaded on first use (by :meth:`_load`)."""
         if unit not in self._runners:
             a = self._chosen[unit]
             try:
                 self._runners[unit] = self._load(unit, a)
-            except (ValueError, FileNotFoundError, NotRunnableError):
+            except self._passthrough:
                 raise
             except Exception as exc:  # noqa: BLE001 — name the unit and file, keep the cause
                 raise RuntimeError(f"unit {unit}: could not load {a.path.name} ({a.target}/{a.precision}"

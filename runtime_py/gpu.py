@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from convert.gpu_delegate import *  # noqa: F401,F403
-from convert.gpu_delegate import (GPU_PROFILE, GPU_RUNTIMES, GpuUnavailable, LiteRTGpuRunner, adapter,  # noqa: F401
+from convert.gpu_delegate import (GPU_PROFILE, GPU_RUNTIMES, GpuFallbackError, GpuUnavailable,  # noqa: F401
+                                  GpuWorkerCrash, GpuWorkerTimeout, LiteRTGpuRunner, adapter,
                                   measure_coverage, open_runner, skip_reason)
 
 #: --runtime values: "cpu" (each artifact's host runner) and the GPU delegate's
@@ -143,12 +144,16 @@ def _selection_class() -> type:
                 raise ValueError(f"{runtime}: units of the GPU set without a float LiteRT artifact ({'; '.join(bad)})"
                                  f"; export the set with convert/export.py --target tflite --precision fp16")
 
-        def runner(self, unit: str):
+        # the GPU loader's own errors name the file and what the delegate did: raised as they are
+        _passthrough = Selection._passthrough + (GpuFallbackError, GpuUnavailable, GpuWorkerCrash, GpuWorkerTimeout)
+
+        def _load(self, unit: str, artifact: Any) -> Any:
             if unit not in self.gpu_set:
-                return super().runner(unit)
-            if unit not in self._runners:
-                self._runners[unit] = load_artifact(self[unit], self.runtime, self.allow_cpu_fallback)
-            return self._runners[unit]
+                return super()._load(unit, artifact)
+            return load_artifact(artifact, self.runtime, self.allow_cpu_fallback)
+
+        def _load_label(self, unit: str, artifact: Any) -> str:
+            return f" on {self.runtime}" if unit in self.gpu_set else ""
 
         @property
         def precision_class(self) -> str:

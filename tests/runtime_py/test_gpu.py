@@ -89,3 +89,31 @@ def test_hung_delegate_times_out(tmp_path):
     path.write_bytes(gpu_delegate._tiny_model("ADD"))
     with pytest.raises(gpu_delegate.GpuWorkerTimeout, match=r"add\.tflite.*within the timeout"):
         gpu_delegate.LiteRTGpuRunner(path, timeout=0.05)
+
+
+def test_gpu_selection_load_errors(monkeypatch, tmp_path):
+    """A GPU unit's runner comes from the GPU loader through Selection.runner's cache: the delegate's own errors
+    (which name the file) come out as they are, anything else is wrapped naming the unit and the runtime, and a
+    loaded runner is reused."""
+    from types import SimpleNamespace
+
+    art = SimpleNamespace(family="litert", target="tflite", precision="fp16", path=tmp_path / "denoise.tflite")
+    calls = []
+
+    def fake_load(artifact, runtime, allow_cpu_fallback=False, record=None):
+        calls.append(runtime)
+        if len(calls) == 1:
+            raise gpu_delegate.GpuFallbackError("denoise.tflite: 3 ops on the CPU", gpu_delegate.GpuCoverage(4, 1, 3, False))
+        if len(calls) == 2:
+            raise OSError("no device memory")
+        return "runner"
+
+    monkeypatch.setattr(gpu, "load_artifact", fake_load)
+    sel = gpu._selection_class()(SimpleNamespace(), {"denoise": art}, "litert-gpu", ["denoise"])
+    with pytest.raises(gpu_delegate.GpuFallbackError, match="3 ops on the CPU"):
+        sel.runner("denoise")
+    with pytest.raises(RuntimeError, match=r"unit denoise: could not load denoise\.tflite \(tflite/fp16 on "
+                                           r"litert-gpu\): OSError: no device memory"):
+        sel.runner("denoise")
+    assert sel.runner("denoise") == "runner" and sel.runner("denoise") == "runner"
+    assert calls == ["litert-gpu"] * 3
