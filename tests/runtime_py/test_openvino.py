@@ -66,6 +66,7 @@ def test_openvino_render_within_the_budgets(aset, frame, ort_image, tmp_path, mo
     assert not np.array_equal(got["openvino-bf16"], got["openvino"])   # bf16 did run
     assert unit_precision("openvino-bf16", "enhance") == "bf16" and BF16_UNITS == ("enhance",)
     assert unit_precision("openvino-bf16", "denoise") == unit_precision("openvino", "enhance") == "f32"
+    assert unit_precision("openvino-bf16", "enhance", "int8") == "f32"       # no bf16 kernel for Q/DQ convs
 
 
 def test_render_cli_runtime_openvino(onnx_set, tmp_path, monkeypatch):
@@ -85,3 +86,39 @@ def test_bad_runtime_and_non_onnx_selection(aset):
     from convert.runtimes import OpenVinoRunner
     with pytest.raises(ValueError, match="precision"):
         OpenVinoRunner(aset.select(["onnx"], units=["color"])["color"].path, precision="fp16")
+
+
+@pytest.mark.budget
+@pytest.mark.slow
+def test_int8_policy_set_on_openvino_within_the_int8_budget(request, tmp_path_factory, shared_root, tmp_path,
+                                                             monkeypatch):
+    """The ONNX int8-policy set's int8 enhancer runs on OpenVINO's integer kernels (not left on ONNX Runtime) and
+    the chain stays within the int8 end-to-end budget against the reference on every shipped DNG."""
+    import torch
+
+    from convert.runtimes import OpenVinoRunner
+    from isp import paths
+    from runtime_py import metrics as M
+    from runtime_py.artifacts import ArtifactSet
+    from runtime_py.drift import EvalFrame, Reference
+    from runtime_py.pipeline import ArtifactPipeline, read_frame
+    from runtime_py.stream import render_streaming
+
+    from .artifact_sets import cached_set
+
+    monkeypatch.setenv("ISP_OPENVINO_CACHE", str(tmp_path / "cache"))
+    aset = ArtifactSet.open(cached_set(request, tmp_path_factory, "onnx", "policy:int8"))
+    budget = CI_BUDGETS["end_to_end"]["int8"]
+    ref = Reference(aset)
+    for dng in sorted(paths.dng_dir().glob("*.dng")):
+        raw, illum, ccm, _img = read_frame(dng, aset.geometry, fit="crop")
+        with torch.inference_mode():
+            want = ref.intermediates(EvalFrame(dng.stem, raw, illum, ccm))["srgb"]
+        sel = on_openvino(aset.select(["onnx"]), "openvino-bf16")
+        assert sel["enhance"].precision == "int8"
+        if sel["enhance"].load_options(sel.ort_int8):       # flagged for this CPU: stays on ONNX Runtime
+            pytest.skip("this CPU's int8 kernels are flagged by the export; the int8 unit keeps ONNX Runtime")
+        assert isinstance(sel.runner("enhance"), OpenVinoRunner)
+        got = render_streaming(ArtifactPipeline(sel), raw, illum, ccm)
+        m = M.compare(got, np.asarray(want[0].permute(1, 2, 0)), kind="srgb")
+        assert m["psnr"] >= budget["psnr_min"] and m["de2000_mean"] <= budget["de2000_mean_max"], (dng.name, m)
