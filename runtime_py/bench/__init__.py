@@ -21,7 +21,8 @@ What happens (``docs/EXPORT_DESIGN.md`` is the contract for units, tiling and th
    Termux); ``native`` — the default on Android — is the arm64 push bundle (``android_harness/bundle.py``:
    ``isp_et_runner`` for ``.pte``, ``isp_litert_runner`` for ``.tflite``, with their own loader and libc), or
    ``--native-runner`` for another build. Without ``--artifacts``: ``./artifacts``, or the profile's default set
-   exported there first (``runtime_py.bench.native``). A stand-in device's timings are labelled as emulation.
+   exported there first (``runtime_py.bench.default_set``: checked arguments, the CI geometry on an emulated
+   stand-in, renamed into place only when complete). A stand-in device's timings are labelled as emulation.
 3. **Reference.** The float32 PyTorch reference (``runtime_py.drift.Reference``: :class:`isp.pipeline.Pipeline`
    with the set's style / denoiser / weights, tiled at its geometry) renders ``--frames`` evaluation frames: from
    ``--eval-set`` (a ``python -m calibration build`` set at this geometry) or a centre crop of ``--eval-dng``
