@@ -65,11 +65,12 @@ device mismatch; 3 device fault.
 
 Layout of this package, by role: :mod:`~runtime_py.bench.options` (options, exit codes), :mod:`~runtime_py.bench.cli`
 (the command line, :func:`run_bench`), :mod:`~runtime_py.bench.device` (the device opened through a table keyed by
-platform; the runners), :mod:`~runtime_py.bench.plan` (artifact per unit, tensor codecs),
-:mod:`~runtime_py.bench.reference` (the PyTorch reference and its cache), :mod:`~runtime_py.bench.run` (push, retries,
-resume, units), :mod:`~runtime_py.bench.chain` (the measured end-to-end chain), :mod:`~runtime_py.bench.report`
-(results.json, report.html), :mod:`~runtime_py.bench.state` (saved results and their keys),
-:mod:`~runtime_py.bench.compare` (latency statistics, drift of one output).
+platform; the runners), :mod:`~runtime_py.bench.native` (the arm64 runner bundle, emulation labels),
+:mod:`~runtime_py.bench.default_set` (the set without ``--artifacts``), :mod:`~runtime_py.bench.plan` (artifact
+per unit, tensor codecs), :mod:`~runtime_py.bench.reference` (the PyTorch reference and its cache),
+:mod:`~runtime_py.bench.run` (push, retries, resume, units), :mod:`~runtime_py.bench.chain` (the measured
+end-to-end chain), :mod:`~runtime_py.bench.report` (results.json, report.html), :mod:`~runtime_py.bench.state`
+(saved results and their keys), :mod:`~runtime_py.bench.compare` (latency statistics, drift of one output).
 """
 from __future__ import annotations
 
