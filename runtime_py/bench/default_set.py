@@ -17,8 +17,10 @@ design's int8 policy) and returns it. One command goes from the PyTorch weights 
 * **Atomic.** The exporter writes into a hidden sibling (``.artifacts.<pid>-<random>.export``), which becomes
   ``./artifacts`` only after the exporter exited 0 with every unit exported (one rename; the manifest's
   calibration paths are rewritten to the final folder first). A failed, interrupted (Ctrl-C) or killed export leaves
-  no ``./artifacts``; the staging folder is removed (that of a killed run by the next run). ``./artifacts`` that
-  exists without a manifest is not touched: an error says so.
+  no ``./artifacts``; the staging folder is removed (that of a killed run by the next run), except a complete
+  calibration set, kept as ``.artifacts.calibration`` and moved into the next try's staging folder (the exporter
+  reuses it when geometry and style match: the reference renders are the larger part of an int8 export).
+  ``./artifacts`` that exists without a manifest is not touched: an error says so.
 * **Progress.** The exporter's own progress bar and summary table on the terminal, and the export's wall time.
 """
 from __future__ import annotations
@@ -142,7 +144,22 @@ def _remove_stale_staging(out: Path) -> None:
         except PermissionError:
             continue
         log.warning("removing the staging folder of an unfinished export: %s", p)
+        _keep_calibration(p, out)
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _calibration_cache(out: Path) -> Path:
+    """Where the calibration set of an export that did not finish waits for the next try (hidden sibling)."""
+    return out.parent / f".{out.name}.calibration"
+
+
+def _keep_calibration(staging: Path, out: Path) -> None:
+    """Move a complete calibration set out of a failed export's staging folder (the exporter rebuilds it only when
+    its geometry or style differs), so the retry does not render the reference frames again."""
+    cal = staging / "calibration"
+    if (cal / "calib" / "set.json").is_file():
+        publish_dir(cal, _calibration_cache(out))
+        log.warning("kept the calibration set of the unfinished export for the next try: %s", _calibration_cache(out))
 
 
 def _relocate_manifest(staging: Path, out: Path) -> None:
@@ -168,7 +185,13 @@ def export_default_set(argv: Sequence[str], out: Path, what: str,
     print(f"[export] no --artifacts and no set in {out}: exporting {what} first (progress below; the set appears "
           f"in {out} only when complete):\n  {' '.join(shlex.quote(c) for c in shown)}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
+    cached = _calibration_cache(out)
     try:
+        if (cached / "calib" / "set.json").is_file():
+            staging.mkdir()
+            os.replace(cached, staging / "calibration")
+            print(f"[export] reusing the calibration set of an earlier, unfinished export ({cached.name})",
+                  file=sys.stderr, flush=True)
         r = (run or subprocess.run)([sys.executable, str(EXPORTER), *argv, "--out", str(staging)])
         seconds = time.monotonic() - t0
         manifest = staging / "manifest.json"
@@ -182,6 +205,7 @@ def export_default_set(argv: Sequence[str], out: Path, what: str,
         publish_dir(staging, out)
     finally:
         if staging.exists():
+            _keep_calibration(staging, out)
             shutil.rmtree(staging, ignore_errors=True)
     print(f"[export] done in {seconds:.0f} s: {out}", file=sys.stderr, flush=True)
     return seconds

@@ -23,12 +23,15 @@ class FakeExporter:
 
     def __init__(self, code: int = 0, failures: list | None = None, interrupt: bool = False):
         self.calls: list[list[str]] = []
+        self.had_calibration: list[bool] = []                   # the staging folder held one when it started
         self.code, self.failures, self.interrupt = code, failures or [], interrupt
 
     def __call__(self, cmd, *a, **kw):
         self.calls.append(list(cmd))
         out = Path(cmd[cmd.index("--out") + 1])
-        out.mkdir(parents=True, exist_ok=True)
+        self.had_calibration.append((out / "calibration" / "calib" / "set.json").is_file())
+        (out / "calibration" / "calib").mkdir(parents=True, exist_ok=True)
+        (out / "calibration" / "calib" / "set.json").write_text("{}")     # a finished calibration set
         (out / "gain_litert_fp32.tflite").write_bytes(b"x")
         if self.interrupt:
             raise KeyboardInterrupt
@@ -39,7 +42,8 @@ class FakeExporter:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".artifacts."))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".artifacts.") and
+                  p.name != ".artifacts.calibration")
 
 
 def test_default_export_is_the_profiles_first_choice():
@@ -140,3 +144,17 @@ def test_a_folder_that_is_no_set_is_left_alone(tmp_path, monkeypatch):
     with pytest.raises(ds.ExportArgsError, match="holds no artifact set"):
         ds.resolve_artifacts(None, PIXEL8, out=out, probe=lambda: True)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_retry_reuses_the_calibration_set_of_the_failed_export(tmp_path, monkeypatch):
+    failing, ok = FakeExporter(code=1), FakeExporter()
+    monkeypatch.setattr(ds.subprocess, "run", failing)
+    with pytest.raises(RuntimeError):
+        ds.resolve_artifacts(None, PIXEL8, out=tmp_path / "artifacts", probe=lambda: True)
+    assert (tmp_path / ".artifacts.calibration" / "calib" / "set.json").is_file()
+    assert failing.had_calibration == [False] and not (tmp_path / "artifacts").exists()
+    monkeypatch.setattr(ds.subprocess, "run", ok)
+    ds.resolve_artifacts(None, PIXEL8, out=tmp_path / "artifacts", probe=lambda: True)
+    assert ok.had_calibration == [True]                      # moved into the retry's staging folder
+    assert (tmp_path / "artifacts" / "calibration" / "calib" / "set.json").is_file()
+    assert not (tmp_path / ".artifacts.calibration").exists()
