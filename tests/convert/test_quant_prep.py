@@ -131,9 +131,10 @@ def test_litert_int8_io_dtype_is_the_files(tmp_path):
 
     from convert.targets import export
     from convert.targets.base import ExportRequest
+    from isp.stages.nafnet import with_statistics
     from isp.units import NAFNET_BODY
 
-    m = _small_nafnet_unit(seed=1)
+    m = with_statistics(_small_nafnet_unit(seed=1), "textbook")        # as the exporter makes integer NAFNets
     rows = [(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(k)),) for k in range(2)]
     req = ExportRequest(m, rows[0], ["raw"], ["denoised_raw"], precision="int8", calibration=rows,
                         options={"quantize_modules": list(NAFNET_BODY)},
