@@ -218,11 +218,14 @@ def resolve_artifacts(artifacts: Path | None, profile, export_args: str = "", ou
     exporting the profile's default set into it. ``probe()`` (called only when an export is needed, after the
     arguments are checked) opens the device and says whether it is emulated; ``runnable``: see
     :func:`export_argv`."""
-    if artifacts is not None:
-        return Path(artifacts), None
-    if (out / "manifest.json").is_file():
-        log.warning("no --artifacts: using the set in %s", out.resolve())
-        return out, None
+    if artifacts is not None or (out / "manifest.json").is_file():
+        found = Path(artifacts) if artifacts is not None else out
+        if export_args.strip():
+            print(f"warning: --export-args ignored: nothing is exported, the set in {found.resolve()} is used "
+                  f"(move it away to export a new one)", file=sys.stderr, flush=True)
+        if artifacts is None:
+            log.warning("no --artifacts: using the set in %s", out.resolve())
+        return found, None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportArgsError(f"no --artifacts, and {out.resolve()} exists but holds no artifact set (no "
                               f"manifest.json); move it away, or pass --artifacts DIR")

@@ -60,6 +60,11 @@ def test_artifacts_given_or_found(tmp_path):
     assert ds.resolve_artifacts(None, PIXEL8, out=found, probe=never) == (found, None)
 
 
+def test_export_args_without_an_export_are_said_to_be_ignored(tmp_path, capsys):
+    assert ds.resolve_artifacts(tmp_path, PIXEL8, "--size 12mp") == (tmp_path, None)
+    assert "--export-args ignored" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("emulated,extra,geometry", [
     (True, "", ["--size", "512x320", "--tile", "128"]),          # stand-in: the CI geometry, said so
     (False, "", []),                                             # a phone: the exporter's default (12 MP)
