@@ -25,8 +25,9 @@ Precisions:
   highlights of the denoiser's brighter tiles: 20 -> 41 dB end to end), and ``options["calibration_gains"]``
   (e.g. ``[1, 2]``) adds the samples at brighter exposures, clipped to [0, 1]
   (:func:`convert.quant_prep.exposure_bracket`).
-  Both give **int8 input and output tensors**; :mod:`runtime_py.runtimes` quantizes/dequantizes with the tensors'
-  scale and zero point.
+  The ai-edge-quantizer modes give **int8 (int16) input and output tensors** (:mod:`runtime_py.runtimes`
+  quantizes/dequantizes with the tensors' scale and zero point); PT2E scoped to the NAFNet body keeps a float32
+  signature. The manifest's I/O dtype is read from the file (:func:`signature_io_dtype`).
 * ``w8`` — ai-edge-quantizer ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time
   (TFLite "dynamic range"). ``options["w8_mode"] = "weight_only"`` gives ``weight_only_wi8_afp32`` instead
   (int8 weights dequantized to fp32, float compute).
@@ -141,6 +142,22 @@ def with_io_metadata(flat: bytes, input_names: Sequence[str], output_names: Sequ
     model.metadata = [m for m in (model.metadata or []) if m.name not in (IO_METADATA, IO_METADATA.encode())]
     model.metadata.append(meta)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def signature_io_dtype(flat: bytes) -> str:
+    """The one dtype of the signature's inputs and outputs as the flatbuffer declares them (``float32``, ``int8``,
+    ``int16``): PT2E scoped to the NAFNet body keeps a float32 signature, ai-edge-quantizer's whole-unit modes make
+    it integer. The manifest records it; a device runner's caller encodes the tensors by it."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=flat).get_signature_runner(SIGNATURE)
+    found = {np.dtype(d["dtype"]).name for part in (runner.get_input_details(), runner.get_output_details())
+             for d in part.values()}
+    if len(found) != 1:
+        raise ExportError(TARGET, "int8", "io", ValueError(f"signature mixes tensor types {sorted(found)}; the "
+                                                           f"manifest describes one I/O dtype per unit"))
+    return found.pop()
 
 
 def _aeq(float_model: bytes, recipe: Any, req: ExportRequest | None = None,
@@ -275,9 +292,9 @@ def export(req: ExportRequest) -> ExportResult:
                     details["int8_method"] = "aeq"
                     details["quantization"] = (f"ai-edge-quantizer static_wi8_ai8 (W8A8), "
                                                f"{len(req.calibration)} calibration samples")
-    if req.precision == "int8":
-        io = "int16" if details.get("int8_method") == "aeq16" else "int8"
-        details["io_dtype"] = f"{io} (runtime_py quantizes/dequantizes)"
+    if req.precision == "int8":                  # as the file declares them: scoped PT2E keeps float32 I/O
+        io = signature_io_dtype(flat)
+        details["io_dtype"] = io if io == "float32" else f"{io} (runtime_py quantizes/dequantizes)"
     if req.precision in ("fp32", "fp16"):
         with rec.step("gpu-rewrite"):            # the float sets are the GPU path: ops the delegate takes whole
             from .litert_gpu import rewrite_for_gpu

@@ -21,7 +21,8 @@ What happens (``docs/EXPORT_DESIGN.md`` is the contract for units, tiling and th
    Termux); ``native`` — the default on Android — is the arm64 push bundle (``android_harness/bundle.py``:
    ``isp_et_runner`` for ``.pte``, ``isp_litert_runner`` for ``.tflite``, with their own loader and libc), or
    ``--native-runner`` for another build. Without ``--artifacts``: ``./artifacts``, or the profile's default set
-   exported there first (``runtime_py.bench.native``). A stand-in device's timings are labelled as emulation.
+   exported there first (``runtime_py.bench.default_set``: checked arguments, the CI geometry on an emulated
+   stand-in, renamed into place only when complete). A stand-in device's timings are labelled as emulation.
 3. **Reference.** The float32 PyTorch reference (``runtime_py.drift.Reference``: :class:`isp.pipeline.Pipeline`
    with the set's style / denoiser / weights, tiled at its geometry) renders ``--frames`` evaluation frames: from
    ``--eval-set`` (a ``python -m calibration build`` set at this geometry) or a centre crop of ``--eval-dng``
@@ -64,11 +65,12 @@ device mismatch; 3 device fault.
 
 Layout of this package, by role: :mod:`~runtime_py.bench.options` (options, exit codes), :mod:`~runtime_py.bench.cli`
 (the command line, :func:`run_bench`), :mod:`~runtime_py.bench.device` (the device opened through a table keyed by
-platform; the runners), :mod:`~runtime_py.bench.plan` (artifact per unit, tensor codecs),
-:mod:`~runtime_py.bench.reference` (the PyTorch reference and its cache), :mod:`~runtime_py.bench.run` (push, retries,
-resume, units), :mod:`~runtime_py.bench.chain` (the measured end-to-end chain), :mod:`~runtime_py.bench.report`
-(results.json, report.html), :mod:`~runtime_py.bench.state` (saved results and their keys),
-:mod:`~runtime_py.bench.compare` (latency statistics, drift of one output).
+platform; the runners), :mod:`~runtime_py.bench.native` (the arm64 runner bundle, emulation labels),
+:mod:`~runtime_py.bench.default_set` (the set without ``--artifacts``), :mod:`~runtime_py.bench.plan` (artifact
+per unit, tensor codecs), :mod:`~runtime_py.bench.reference` (the PyTorch reference and its cache),
+:mod:`~runtime_py.bench.run` (push, retries, resume, units), :mod:`~runtime_py.bench.chain` (the measured
+end-to-end chain), :mod:`~runtime_py.bench.report` (results.json, report.html), :mod:`~runtime_py.bench.state`
+(saved results and their keys), :mod:`~runtime_py.bench.compare` (latency statistics, drift of one output).
 """
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def run_bench(opts: BenchOptions) -> tuple[int, dict | None]:
     try:
         run.check_runner()
         run.run_units()
-        run.run_chain()
+        with run.phase("chain"):
+            run.run_chain()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code, None
@@ -68,6 +69,7 @@ def run_bench(opts: BenchOptions) -> tuple[int, dict | None]:
           f"frame {summary['frame'][1]}x{summary['frame'][0]}: measured "
           f"{'%.2f ms' % measured if measured is not None else '—'}, estimate "
           f"{'%.2f ms' % est if est is not None else '—'}; report {run.out / 'report.html'}")
+    print("wall time per phase: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in run.phases.items()))
     if failed:
         print(f"failed unit(s): {', '.join(failed)} (see {run.out / 'results.json'})", file=sys.stderr)
         return EXIT_FAILED, summary
@@ -84,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True, help="device profile: pixel8, galaxy-s24, iphone-15-pro, host, or one "
                                                    "from --profile-file / the user profile folder")
     p.add_argument("--artifacts", type=Path, default=None,
-                   help="exported artifact folder (manifest.json); default ./artifacts, exported there first for "
-                        "the profile when it holds no set")
+                   help="exported artifact folder (manifest.json); default ./artifacts, exported there first (the "
+                        "profile's default set; at the CI geometry 512x320/tile 128 when the device is an emulated "
+                        "stand-in) when it holds no set")
     p.add_argument("--export-args", default="", help="extra convert/export.py arguments for that export "
-                                                     "(shell-quoted, e.g. '--size 512x320 --tile 128')")
+                                                     "(shell-quoted, e.g. '--size 12mp --tile 512'); checked first")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out); a "
                                                                      "re-run with the same folder resumes")
     add_adb_args(p)

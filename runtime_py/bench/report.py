@@ -59,6 +59,7 @@ class Reporting:
                                   default=None),
             "events": self.events, "fault": self.fault, "seconds": round(time.monotonic() - self.t0, 3),
             "frame": [h, w], "emulation": self.emulation,
+            "export": self.export_record, "phases": dict(self.phases),
         }
 
     def write_reports(self) -> dict:
@@ -98,7 +99,14 @@ def write_html(path: Path, s: Mapping[str, Any], run: Any) -> None:
                                         f", overlap {s['manifest']['geometry'].get('overlap')}"},
             {"field": "reference", "value": (s.get("reference") or {}).get("source")},
             {"field": "iterations / warm-up", "value": f"{s['options']['iterations']} / {s['options']['warmup']}"},
-            {"field": "push", "value": json.dumps(s.get("push"))}]
+            {"field": "push", "value": json.dumps(s.get("push"))},
+            {"field": "wall time per phase (s)", "value": ", ".join(f"{k[:-2]} {v}" for k, v in
+                                                                 (s.get("phases") or {}).items())}]
+    if s.get("export"):
+        ex = s["export"]
+        meta.insert(4, {"field": "exported by this run", "value": f"convert/export.py {' '.join(ex['argv'])} "
+                                                                  f"({ex['seconds']} s)" +
+                                                                  (f"; {ex['note']}" if ex.get("note") else "")})
     if s.get("fault"):
         meta.insert(0, {"field": "RUN ABORTED", "value": s["fault"]})
     if s.get("emulation"):

@@ -3,6 +3,7 @@ lost device, save each result as it finishes (a re-run resumes), then the chain 
 the report (:mod:`runtime_py.bench.report`)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -23,7 +24,7 @@ from runtime_py.bench.chain import ChainSteps
 from runtime_py.bench.compare import compare_outputs, latency_stats
 from runtime_py.bench.device import (BATCH_RUNNER, PLATFORMS, batch_spec, choose_runner, emulation,
                                      needs_device_python, open_device, runner_entry, runner_spec)
-from runtime_py.bench.native import resolve_artifacts
+from runtime_py.bench.default_set import ExportArgsError, resolve_artifacts
 from runtime_py.bench.options import EXIT_USAGE, BenchError, BenchOptions
 from runtime_py.bench.plan import UnitPlan, plan_units
 from runtime_py.bench.reference import build_reference, write_npys
@@ -57,6 +58,18 @@ class Run(ChainSteps, Reporting):
         self.events: list[str] = []
         self.fault: str | None = None
         self.emulation: str | None = None
+        self.export_record: dict | None = None                 # the export this run made (no --artifacts)
+        self.phases: dict[str, float] = {}                     # wall time of each phase, seconds
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Add the wall time of the block to ``phases[name_s]`` (the report's time per phase)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            key = f"{name}_s"
+            self.phases[key] = round(self.phases.get(key, 0.0) + time.monotonic() - t0, 1)
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -67,9 +80,15 @@ class Run(ChainSteps, Reporting):
             raise BenchError(str(exc), EXIT_USAGE) from None
         from runtime_py.artifacts import ArtifactSet
         try:
-            self.artifacts = resolve_artifacts(o.artifacts, self.profile, o.export_args).resolve()
-        except RuntimeError as exc:
+            with self.phase("export"):
+                artifacts, self.export_record = resolve_artifacts(
+                    o.artifacts, self.profile, o.export_args, probe=self.probe_emulation,
+                    runnable=self.export_formats())
+        except (ExportArgsError, RuntimeError) as exc:
             raise BenchError(str(exc), EXIT_USAGE) from None
+        if self.export_record is None:
+            self.phases.pop("export_s", None)
+        self.artifacts = artifacts.resolve()
         try:
             self.aset = ArtifactSet.open(self.artifacts)
         except (ValueError, FileNotFoundError) as exc:
@@ -85,6 +104,24 @@ class Run(ChainSteps, Reporting):
                 f"{u}: {why}" for u, why in self.missing.items()) + (f" ({formats})" if formats else ""), EXIT_USAGE)
         for u, why in self.missing.items():
             log.warning("unit %s skipped: %s", u, why)
+
+    def export_formats(self) -> tuple[str, ...] | None:
+        """Artifact files the runner this run will use loads, when that is known before the set is (an explicit
+        ``--runner``, or the platform's ``auto`` one): an export of a format it cannot load is refused up front."""
+        plat = PLATFORMS[self.profile.platform]
+        runner = self.opts.runner if self.opts.runner != "auto" else plat.auto
+        if runner is None or runner not in plat.runners or self.opts.native_runner:
+            return None
+        return runner_entry(runner, self.profile).suffixes
+
+    def probe_emulation(self) -> bool:
+        """Open the device (its model checked against the profile), say whether it is an emulated stand-in, close
+        it: before a long export, so a wrong ``--serial`` fails at once and the export fits the device."""
+        dev, _info = open_device(self.profile, self.opts, self.out)
+        try:
+            return emulation(self.profile, dev) is not None
+        finally:
+            dev.close()
 
     def connect(self) -> None:
         self.dev, self.info = open_device(self.profile, self.opts, self.out)
@@ -200,7 +237,8 @@ class Run(ChainSteps, Reporting):
 
     # ------------------------------------------------------------------------------------------------ units
     def run_units(self) -> None:
-        self.ref = build_reference(self.aset, self.opts, Path(self.opts.reference_cache or self.out / "reference"))
+        with self.phase("reference"):
+            self.ref = build_reference(self.aset, self.opts, Path(self.opts.reference_cache or self.out / "reference"))
         todo = []
         for unit, up in ({} if self.opts.chain_only else self.plans).items():    # --chain-only: the chain alone
             prev = self.state.read(self.state.unit_dir(unit))
@@ -216,13 +254,16 @@ class Run(ChainSteps, Reporting):
                 todo.append(up)
         chain_pending = self.opts.chain and self.chain_possible() is None
         if todo or chain_pending:
-            self.push_all(todo)
+            with self.phase("push"):
+                self.push_all(todo)
         else:
             self.push_report = {"files": 0, "pushed": 0, "skipped": 0, "bytes_pushed": 0, "seconds": 0.0,
                                 "mb_per_s": None, "retries": 0, "note": "every unit was done in an earlier run"}
-        for up in todo:
-            pending = [u.unit for u in todo if u.unit not in self.results]
-            self.results[up.unit] = self.with_retries(f"unit {up.unit}", lambda up=up: self.run_unit(up), pending)
+        with self.phase("units"):
+            for up in todo:
+                pending = [u.unit for u in todo if u.unit not in self.results]
+                self.results[up.unit] = self.with_retries(f"unit {up.unit}", lambda up=up: self.run_unit(up),
+                                                          pending)
 
     def run_unit(self, up: UnitPlan) -> dict:
         o = self.opts

@@ -20,6 +20,7 @@ import pytest
 from runtime_py import bench
 from runtime_py.bench import EXIT_OK
 from tests.android_harness.arm64 import S24_ARM64_PROPS, arm64_bundle, arm64_fakeadbd_args, arm64_userland
+from tests.android_harness.conftest import PIXEL8_PROPS
 from tests.runtime_py.artifact_sets import cached_set
 from tests.runtime_py.bench_fixtures import (  # noqa: F401 — fixtures, used by name
     _start_fake, adb_server, bench_reference_cache, device_tools, host_key)
@@ -88,3 +89,37 @@ def test_arm64_fp32(request, tmp_path_factory, s24_arm64, bench_reference_cache,
     s = _run(request, tmp_path_factory, s24_arm64, bench_reference_cache, host_key, "fp32", tmp_path)
     assert {r["unit"] for r in s["units"]} == {st["unit"] for st in s["chain"][0]["steps"]}
     _check(s, "fp32")
+
+
+@pytest.mark.device
+@pytest.mark.slow
+@pytest.mark.budget
+def test_pixel8_without_artifacts_exports_first(device_tools, _start_fake, bench_reference_cache, host_key,  # noqa: F811
+                                                tmp_path, monkeypatch):
+    """``--device pixel8`` with no --artifacts and no ./artifacts on the arm64 Pixel 8 stand-in: the profile's
+    default set (LiteRT, int8 policy) is exported by the real exporter — at the CI geometry because the device is
+    emulated — into ./artifacts (renamed into place when complete), then pushed and run with the native LiteRT
+    runner. ``--stages gain`` keeps it to one small fp32 unit (no calibration, no chain) so CI can afford it; a second
+    run uses the set it finds."""
+    rootfs = arm64_userland()
+    arm64_bundle()
+    dev = _start_fake(*arm64_fakeadbd_args(rootfs, device_tools), host_ro=False,
+                      props={**PIXEL8_PROPS, "ro.kernel.qemu": "1"})
+    monkeypatch.chdir(tmp_path)
+    argv = ["--device", "pixel8", "--serial", dev.serial, "--transport", "adb-shell", "--key", str(host_key),
+            "--out", "out", "--iterations", "1", "--warmup", "0", "--reference-cache", str(bench_reference_cache),
+            "--root", "/data/local/tmp/isp_bench_p8", "--export-args", "--stages gain --quiet"]
+    assert bench.main(argv) == EXIT_OK
+    manifest = json.loads((tmp_path / "artifacts" / "manifest.json").read_text())
+    assert manifest["geometry"]["width"] == 512 and manifest["geometry"]["tile"] == 128    # emulated: CI geometry
+    assert manifest["policy"]["name"] == "int8" and [a["file"] for a in manifest["artifacts"]] == \
+        ["gain_litert_fp32.tflite"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".artifacts.")]   # no staging left
+    s = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert s["export"]["emulated"] and s["export"]["argv"][:4] == ["--target", "tflite", "--policy", "int8"]
+    assert s["phases"]["export_s"] > 0 and s["runner"] == "native" and s["emulation"]
+    assert [(r["unit"], r["status"], r["file"]) for r in s["units"]] == [("gain", "ok", "gain_litert_fp32.tflite")]
+    # the set is there now: used as it is, nothing exported
+    assert bench.main(argv) == EXIT_OK
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert again["export"] is None and "export_s" not in again["phases"]
