@@ -269,7 +269,8 @@ def _export_one(planned: Any, unit: Any, opts: ExportOptions, staging: Path, cal
     module, tuned = unit.module, None
     if options.get("weight_finetune") is not None and rec.precision == "int8":   # convert.qat: before quantizing
         from convert.qat import finetuned_module
-        module, tuned = finetuned_module(unit, options["weight_finetune"], calibration)
+        module, tuned = finetuned_module(unit, options["weight_finetune"], calibration,
+                                         split_weights=options.get("split_weights") or ())
     options.pop("weight_finetune", None)
     from isp.stages.nafnet import ChannelLayerNorm, with_statistics
     statistics = options.pop("nafnet_statistics", nafnet_statistics(rec.target, rec.precision))

@@ -120,3 +120,27 @@ def test_litert_16x8_ranges_cover_every_calibration_sample(tmp_path):
 
     with_bracket, without = psnr_on_bright([1, 2.5]), psnr_on_bright(None)
     assert with_bracket > 50.0 and with_bracket > without + 20.0, (with_bracket, without)
+
+
+def test_split_weights_is_equal_and_each_half_quantizes_to_itself():
+    from convert.quant_prep import SplitConv2d, int8_grid, prepare_for_quantization, split_weights
+
+    m = _small_nafnet_unit(seed=5)
+    x = torch.rand(1, 3, 40, 48)
+    ref = m(x)
+    split, done = prepare_for_quantization(m, {"split_weights": ["stage.net.stem", "stage.net.encoders.0"]})
+    names = done["split_weights"]
+    assert "stage.net.stem" in names and all(n == "stage.net.stem" or n.startswith("stage.net.encoders.0.")
+                                             for n in names)
+    assert len(names) == 1 + 6 * len(m.stage.net.encoders[0])           # six convolutions a NAF block
+    assert torch.allclose(split(x), ref, atol=1e-6, rtol=1e-5)
+    stem = split.stage.net.stem
+    assert isinstance(stem, SplitConv2d) and stem.lo.bias is None
+    assert torch.equal(int8_grid(stem.hi.weight), stem.hi.weight)          # the quantizer leaves hi as it is
+    w = m.stage.net.stem.weight
+    err_int8 = (int8_grid(w) - w).abs().max()
+    err_split = (stem.hi.weight + int8_grid(stem.lo.weight) - w).abs().max()
+    assert err_split < err_int8 / 100                                      # ~15-bit weights from two int8 ones
+    assert isinstance(m.stage.net.stem, torch.nn.Conv2d)                   # the unit itself is untouched
+    with pytest.raises(ValueError, match="no convolution"):
+        split_weights(m, ["stage.net.nope"])
