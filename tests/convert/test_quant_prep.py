@@ -48,6 +48,10 @@ def test_scope_filter_excludes_submodules_and_direct_ops():
     assert not keep(Node("get_attr", "stage.net.encoders.0.0.mix_scale"))   # owned by the block itself
     assert not keep(Node("call_function", stack=("stage", "stage.net", "stage.net.stem")))
     assert scope_filter(body)(Node("call_function", stack=block))
+    norms = scope_filter(body, exclude=["stage.net.*_norm"])              # a glob: every layer norm
+    assert not norms(Node("call_function", stack=block + ("stage.net.encoders.0.0.ffn_norm",)))
+    assert not norms(Node("get_attr", "stage.net.encoders.0.0.mix_norm.weight"))
+    assert norms(Node("call_function", stack=block + ("stage.net.encoders.0.0.mix_expand",)))
 
 
 def test_npu_policy_plans_integer_networks_with_per_target_options():
