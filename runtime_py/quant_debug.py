@@ -502,7 +502,7 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
             weights: str | Path | None = None, style: int = 0, denoiser: str = "s24_lite", size: str = "512x320",
             tile: int = 128, overlap: int = 32, samples: int = 4, calib_samples: int = 32, e2e_top: int = 8,
             act_bits: int = 8, eps: float | None = None, fold_scales: bool = False, exclude: Sequence[str] = (),
-            statistics: str = "textbook",
+            statistics: str = "textbook", scope: str = "network",
             sixteen: Sequence[str] = (), full_summary: bool = False, granularity: str = "layer",
             progress: bool = True, say: Callable[[str], None] = lambda s: None
             ) -> dict[str, Any]:
@@ -554,7 +554,9 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     evaluation = [t for r in refs for t in _tiles(r[_UNIT_INPUT[unit_id]], geometry)]
 
     say("PT2E prepare / calibrate / convert")
-    quantizer = quantizer_for(list(UNITS[unit_id].network or []), eps=eps, exclude=exclude)
+    # "network": the NAFNet body (the ExecuTorch int8 recipe's scope); "unit": everything (LiteRT 16x8's scope)
+    quantizer = quantizer_for(list(UNITS[unit_id].network or []) if scope == "network" else ["stage"], eps=eps,
+                              exclude=exclude)
     dg = build_debug_graph(module, unit.example_inputs(), calib, quantizer, granularity)
     picked = _even(evaluation, samples)
 
@@ -588,7 +590,7 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
             "frames": [f.name for f in frames], "calibration": str(root),
             "quantizer": {"kind": "XNNPACKQuantizer symmetric per-channel W8A8 (PT2E), scoped to the network",
                           "eps": eps, "exclude": list(exclude), "sixteen": list(sixteen), "prep": prep,
-                          "nafnet_statistics": statistics},
+                          "nafnet_statistics": statistics, "scope": scope},
             "sites": len(dg.sites), "layers": len(dg.layers), "table_samples": len(picked),
             "summary": summary, "table": table, "coverage": cov,
             "seconds": round(time.perf_counter() - t_start, 1),
@@ -664,6 +666,8 @@ def build_parser() -> Any:
     p.add_argument("--fold-scales", action="store_true", help="fold the NAF block scales into the projections")
     p.add_argument("--statistics", choices=("textbook", "fp16_safe"), default="textbook",
                    help="NAFNet layer-norm / attention-mean form (default textbook: what integer exports quantize)")
+    p.add_argument("--scope", choices=("network", "unit"), default="network",
+                   help="quantize the NAFNet body (ExecuTorch W8A8's scope, default) or the whole unit (LiteRT 16x8)")
     p.add_argument("--exclude", default="", help="comma list of layers kept float (scope_filter syntax)")
     p.add_argument("--sixteen", default="", help="comma list of layer prefixes on the 16-bit grid")
     p.add_argument("--json", type=Path, default=None)
@@ -682,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       style=args.style, denoiser=args.denoiser, size=args.size, tile=args.tile, overlap=args.overlap,
                       samples=args.samples, e2e_top=args.e2e_top, act_bits=args.act_bits, eps=args.eps,
                       fold_scales=args.fold_scales, exclude=csv(args.exclude), sixteen=csv(args.sixteen),
-                      statistics=args.statistics,
+                      statistics=args.statistics, scope=args.scope,
                       granularity=args.granularity, full_summary=args.full,
                       progress=not args.quiet and sys.stderr.isatty(), say=say)
     except (ValueError, FileNotFoundError) as exc:
