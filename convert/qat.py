@@ -40,9 +40,10 @@ DEFAULTS = {"steps": 40, "lr": 1e-4, "crop": 64, "batch": 4, "seed": 0, "split_w
 
 
 def int8_weight(w: torch.Tensor) -> torch.Tensor:
-    """``w`` rounded to symmetric per-output-channel int8 (``max |w_c| / 127``), with a straight-through gradient."""
-    s = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127.0
-    return w + (torch.round(w / s) * s - w).detach()
+    """``w`` rounded to symmetric per-output-channel int8 (``max |w_c| / 127``: :func:`convert.quant_prep.int8_grid`),
+    with a straight-through gradient."""
+    from convert.quant_prep import int8_grid
+    return w + (int8_grid(w.detach()) - w).detach()
 
 
 class _Int8WeightConv(nn.Module):
