@@ -148,3 +148,20 @@ def test_split_weights_is_equal_and_each_half_quantizes_to_itself():
     assert isinstance(m.stage.net.stem, torch.nn.Conv2d)                   # the unit itself is untouched
     with pytest.raises(ValueError, match="no convolution"):
         split_weights(m, ["stage.net.nope"])
+
+
+def test_npu_policy_split_layers_exist_in_the_lite_denoiser_and_keep_it_equal(weights_dir):
+    from convert.policy import load_policy
+    from convert.quant_prep import prepare_for_quantization
+    from convert.units import build_unit
+    from isp.geometry import FrameGeometry
+    from isp.registry import BuildConfig
+
+    options = load_policy(policy="npu").unit_options("denoise", "litert")
+    assert options["split_weights"] and "weight_finetune" not in options
+    unit = build_unit("denoise", BuildConfig(weights_dir, style=0, denoiser="s24_lite"), FrameGeometry(128, 128, 128, 0))
+    split, done = prepare_for_quantization(unit.module, options)
+    assert len(done["split_weights"]) >= len(options["split_weights"])
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(split(x), unit.module(x), atol=1e-5)
