@@ -269,7 +269,8 @@ def _export_one(planned: Any, unit: Any, opts: ExportOptions, staging: Path, cal
     module, tuned = unit.module, None
     if options.get("weight_finetune") is not None and rec.precision == "int8":   # convert.qat: before quantizing
         from convert.qat import finetuned_module
-        module, tuned = finetuned_module(unit, options["weight_finetune"], calibration)
+        module, tuned = finetuned_module(unit, options["weight_finetune"], calibration,
+                                         split_weights=options.get("split_weights") or ())
     options.pop("weight_finetune", None)
     from isp.stages.nafnet import ChannelLayerNorm, with_statistics
     statistics = options.pop("nafnet_statistics", nafnet_statistics(rec.target, rec.precision))
@@ -516,8 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     prec.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8"),
                       help="one precision for every unit where supported (others fall back to fp32 with a "
                            "warning); default fp32")
-    prec.add_argument("--policy", help="a per-unit precision policy: fp32, fp16, int8, w8, npu (built in; npu is "
-                                      "experimental and misses its budget) or FILE.json")
+    prec.add_argument("--policy", help="a per-unit precision policy: fp32, fp16, int8, w8, npu (built in: integer "
+                                      "denoiser and enhancer for phone NPUs) or FILE.json")
     p.add_argument("--denoiser", default="lite", choices=DENOISER_SIZES, help="denoiser size (default lite)")
     p.add_argument("--denoiser-camera", default="s24", choices=DENOISER_CAMERAS,
                    help="camera-specific (s24) or generic denoiser (default s24)")

@@ -12,10 +12,11 @@ Built-in policies live in ``convert/policies/<name>.json``:
   (>= 38 dB end to end, mean ΔE2000 <= 1.0); :data:`convert.recipes.INT8_POLICY_FLOAT` gives the measurements
   behind each float unit;
 * ``w8`` — int8 weights (dynamic-range) wherever a unit has weights;
-* ``npu`` — experimental, does not meet its budget yet (``runtime_py.drift --budget npu``; README, "Integer
-  NAFNets for NPUs"): integer arithmetic for phone NPUs: both NAFNet units (denoise, enhance) integer with per-target
-  quantizer options (``options``: LiteRT 16x8, ExecuTorch XNNPACK W8A8 with the fixes the quantization debugger
-  found); its ``notes`` say why each remaining float unit stays float.
+* ``npu`` — integer arithmetic for phone NPUs within ``runtime_py.drift --budget npu`` (README, "Integer NAFNets
+  for NPUs"; CI checks the LiteRT set): both NAFNet units (denoise, enhance) integer with per-target quantizer
+  options (``options``: LiteRT 16x8 with split int8 weights in the denoiser's most sensitive convolutions,
+  ExecuTorch XNNPACK W8A8 with the layers W8A8 cannot hold kept float); its ``notes`` say why each float part stays
+  float, with the quantization debugger's measurements.
 
 A policy may add recipe options per unit and target (``"options": {"denoise": {"litert": {...}}}``) and a note
 per unit (``"notes": {"gain": "why"}``, written into that unit's manifest entry).

@@ -33,14 +33,17 @@ from torch import nn
 __all__ = ["DEFAULTS", "int8_weight", "weight_quantized", "finetune", "cache_file", "finetuned_state",
            "finetuned_module", "unit_checkpoint", "main"]
 
-#: steps, Adam learning rate (cosine to 0), crop side (a multiple of 16), crops per step, seed
-DEFAULTS = {"steps": 40, "lr": 1e-4, "crop": 64, "batch": 4, "seed": 0}
+#: steps, Adam learning rate (cosine to 0), crop side (a multiple of 16), crops per step, seed, and the convolutions
+#: (paths or prefixes) whose weights the export splits into two int8 parts (:func:`convert.quant_prep.split_weights`):
+#: ~15-bit weights, so the fine-tune leaves them unrounded
+DEFAULTS = {"steps": 40, "lr": 1e-4, "crop": 64, "batch": 4, "seed": 0, "split_weights": []}
 
 
 def int8_weight(w: torch.Tensor) -> torch.Tensor:
-    """``w`` rounded to symmetric per-output-channel int8 (``max |w_c| / 127``), with a straight-through gradient."""
-    s = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127.0
-    return w + (torch.round(w / s) * s - w).detach()
+    """``w`` rounded to symmetric per-output-channel int8 (``max |w_c| / 127``: :func:`convert.quant_prep.int8_grid`),
+    with a straight-through gradient."""
+    from convert.quant_prep import int8_grid
+    return w + (int8_grid(w.detach()) - w).detach()
 
 
 class _Int8WeightConv(nn.Module):
@@ -53,17 +56,21 @@ class _Int8WeightConv(nn.Module):
         return F.conv2d(x, int8_weight(c.weight), c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
-def weight_quantized(module: nn.Module) -> nn.Module:
-    """A deep copy of ``module`` whose every ``Conv2d`` computes with int8-rounded weights (parameters shared with
-    nothing; names gain a ``.conv`` level: :func:`finetune` strips it again)."""
-    def swap(m: nn.Module) -> None:
+def weight_quantized(module: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
+    """A deep copy of ``module`` whose every ``Conv2d`` but those at or under ``keep`` computes with int8-rounded
+    weights (parameters shared with nothing; names gain a ``.conv`` level: :func:`finetune` strips it again)."""
+    from convert.targets.base import in_scope
+
+    def swap(m: nn.Module, prefix: str) -> None:
         for name, child in list(m.named_children()):
+            path = f"{prefix}{name}"
             if isinstance(child, nn.Conv2d):
-                setattr(m, name, _Int8WeightConv(child))
+                if not in_scope(path, keep):
+                    setattr(m, name, _Int8WeightConv(child))
             else:
-                swap(child)
+                swap(child, path + ".")
     out = copy.deepcopy(module)
-    swap(out)
+    swap(out, "")
     return out
 
 
@@ -87,16 +94,17 @@ def _crops(images: Sequence[torch.Tensor], n: int, side: int, g: torch.Generator
 
 def finetune(module: nn.Module, images: Sequence[torch.Tensor], *, steps: int = DEFAULTS["steps"],
              lr: float = DEFAULTS["lr"], crop: int = DEFAULTS["crop"], batch: int = DEFAULTS["batch"],
-             seed: int = DEFAULTS["seed"], progress: bool = False) -> dict[str, torch.Tensor]:
-    """Fine-tune a copy of ``module`` (one image input, first output compared) with int8-rounded weights against
-    ``module`` itself on crops of ``images`` ((1, C, H, W) or (C, H, W) tensors in [0, 1]); returns its state dict
-    (keys of ``module``). ``module`` is not changed."""
+             seed: int = DEFAULTS["seed"], split_weights: Sequence[str] = (), progress: bool = False
+             ) -> dict[str, torch.Tensor]:
+    """Fine-tune a copy of ``module`` (one image input, first output compared) with int8-rounded weights (float
+    ones for the ``split_weights`` convolutions) against ``module`` itself on crops of ``images`` ((1, C, H, W) or
+    (C, H, W) tensors in [0, 1]); returns its state dict (keys of ``module``). ``module`` is not changed."""
     if steps < 1 or crop % 16 or not images:
         raise ValueError(f"qat: need steps >= 1, a crop side that is a multiple of 16 and images; got steps={steps}, "
                          f"crop={crop}, {len(images)} images")
     g = torch.Generator().manual_seed(seed)
     teacher = module.eval()
-    student = weight_quantized(module).train()
+    student = weight_quantized(module, keep=list(split_weights)).train()
     params = [p for p in student.parameters()]
     for p in params:
         p.requires_grad_(True)
@@ -155,10 +163,14 @@ def finetuned_state(module: nn.Module, checkpoint: str | Path, images: Sequence[
 
 
 def finetuned_module(unit: Any, settings: Mapping[str, Any] | bool,
-                     calibration: Sequence[tuple[torch.Tensor, ...]]) -> tuple[nn.Module, dict[str, Any]]:
+                     calibration: Sequence[tuple[torch.Tensor, ...]], split_weights: Sequence[str] = ()
+                     ) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``unit.module`` with the cached (or new) fine-tune on ``calibration``'s first inputs, and what was
-    done (for the manifest). ``settings``: ``True`` (the defaults) or a dict of :data:`DEFAULTS` keys."""
+    done (for the manifest). ``settings``: ``True`` (the defaults) or a dict of :data:`DEFAULTS` keys;
+    ``split_weights``: the recipe's split convolutions (left unrounded, unless ``settings`` names its own)."""
     settings = {} if settings is True else dict(settings)
+    if split_weights:
+        settings.setdefault("split_weights", list(split_weights))
     images = [row[0] for row in calibration]
     state, path, made = finetuned_state(unit.module, unit_checkpoint(unit), images, settings)
     module = copy.deepcopy(unit.module).eval()
@@ -185,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=128)
     ap.add_argument("--overlap", type=int, default=32)
     for k, v in DEFAULTS.items():
-        ap.add_argument(f"--{k}", type=type(v), default=v)
+        if isinstance(v, list):
+            ap.add_argument(f"--{k.replace('_', '-')}", dest=k, default=v, type=lambda t: [x for x in t.split(",") if x],
+                            help="comma list of convolution paths (unit module names, e.g. stage.net.stem)")
+        else:
+            ap.add_argument(f"--{k}", type=type(v), default=v)
     a = ap.parse_args(argv)
     cfg = BuildConfig(paths.weights_root(), style=a.style, denoiser=a.denoiser)
     unit = build_unit(a.unit, cfg, FrameGeometry(*parse_size(a.size), a.tile, a.overlap))

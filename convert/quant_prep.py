@@ -14,6 +14,14 @@ copy of an export unit's module; the unit itself is untouched.
 clipped to the inputs' range: static ranges must cover the highlights a frame can hold, and a set of a few
 augmented DNG crops often has none (the npu sets' raw tiles peaked at 0.79 where a shipped frame reaches 1.0; the
 16x8 denoiser clipped there and lost 30 dB on those tiles).
+
+:func:`split_weights` — mixed weight precision with integer arithmetic only (``options["split_weights"]``: module
+paths or prefixes). A chosen convolution ``conv(x, W) + b`` becomes the sum of two convolutions,
+``conv(x, W_hi) + b`` with ``W_hi = W`` rounded to the converters' symmetric per-output-channel int8 grid
+(``max |W_c| / 127``, which ``W_hi`` keeps, so the quantizer rounds it to itself), and ``conv(x, W - W_hi)``, whose
+own per-channel int8 grid is ~254 times finer: once quantized, the pair carries ~15-bit weights on int8 kernels, for
+twice that layer's multiply-accumulates and one add. Equal in real arithmetic; in float32 to rounding
+(``tests/convert/test_quant_prep.py``). Which layers get it is chosen by measured sensitivity (the npu policy's notes).
 """
 from __future__ import annotations
 
@@ -25,10 +33,10 @@ import torch
 from torch import nn
 
 __all__ = ["fold_block_scales", "prepare_for_quantization", "PREP_OPTIONS", "quantizer_for", "with_eps",
-           "exposure_bracket"]
+           "exposure_bracket", "int8_grid", "SplitConv2d", "split_weights"]
 
 #: recipe options this module reads
-PREP_OPTIONS = ("fold_block_scales", "calibration_gains")
+PREP_OPTIONS = ("fold_block_scales", "calibration_gains", "split_weights")
 
 
 @torch.no_grad()
@@ -53,13 +61,57 @@ def fold_block_scales(module: nn.Module) -> int:
     return n
 
 
+def int8_grid(w: torch.Tensor) -> torch.Tensor:
+    """``w`` rounded to symmetric per-output-channel int8 with the converters' scale ``max |w_c| / 127`` (PT2E
+    per-channel observers, ai-edge-quantizer's symmetric weights)."""
+    s = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127.0
+    return torch.round(w / s).clamp(-127, 127) * s
+
+
+class SplitConv2d(nn.Module):
+    """``hi(x) + lo(x)``: a ``Conv2d`` whose weight is split into its int8-grid part (``hi``, with the bias) and the
+    rounding residual (``lo``, no bias); see :func:`split_weights`."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.hi = copy.deepcopy(conv)
+        self.lo = copy.deepcopy(conv)
+        with torch.no_grad():
+            self.hi.weight.copy_(int8_grid(conv.weight))
+            self.lo.weight.copy_(conv.weight - self.hi.weight)
+        self.lo.bias = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hi(x) + self.lo(x)
+
+
+def split_weights(module: nn.Module, paths: Sequence[str]) -> list[str]:
+    """Replace every ``Conv2d`` of ``module`` whose path is one of ``paths`` or inside one by a
+    :class:`SplitConv2d`, in place. Returns the paths replaced; ``ValueError`` when a path matches no convolution."""
+    from convert.targets.base import in_scope
+    convs = [(name, m) for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    unknown = [p for p in paths if not any(in_scope(name, [p]) for name, _ in convs)]
+    if unknown:
+        raise ValueError(f"split_weights: no convolution at or under {unknown}")
+    done = []
+    for name, conv in convs:
+        if in_scope(name, paths):
+            owner, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(owner) if owner else module, attr, SplitConv2d(conv))
+            done.append(name)
+    return done
+
+
 def prepare_for_quantization(module: nn.Module, options: dict) -> tuple[nn.Module, dict]:
     """A deep copy of ``module`` with the rewrites ``options`` asks for, and what was done (for the manifest)."""
     done: dict = {}
-    if not options.get("fold_block_scales"):
+    if not options.get("fold_block_scales") and not options.get("split_weights"):
         return module, done
     module = copy.deepcopy(module).eval()
-    done["fold_block_scales"] = fold_block_scales(module)
+    if options.get("fold_block_scales"):
+        done["fold_block_scales"] = fold_block_scales(module)
+    if options.get("split_weights"):
+        done["split_weights"] = split_weights(module, list(options["split_weights"]))
     return module, done
 
 

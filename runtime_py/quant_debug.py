@@ -467,12 +467,17 @@ def end_to_end(pipeline: Any, unit: str, dg: DebugGraph, frames: Sequence[Any], 
                 pipeline.denoise, pipeline.enhance = denoiser, enhancer
             name = "srgb" if full else "srgb_upsampled"
             out = out_all["srgb"]
+        if not bool(torch.isfinite(out).all()):           # a quantized division by zero (see explain)
+            psnrs.append(math.nan)
+            des.append(math.inf)
+            continue
         m = M.compare(out, ref[name], "srgb")
         if images is not None and not images:
             images.append((f.name, name, ref[name], out))
         psnrs.append(float(m["psnr"]))
         des.append(float(m["de2000_mean"]))
-    return {"e2e_psnr_db": min(psnrs), "e2e_de2000_mean": max(des), "e2e_at": name, "per_frame_psnr": psnrs,
+    return {"e2e_psnr_db": math.nan if any(map(math.isnan, psnrs)) else min(psnrs), "e2e_de2000_mean": max(des),
+            "e2e_at": name, "per_frame_psnr": psnrs,
             "per_frame_de": des}
 
 
@@ -497,6 +502,7 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
             weights: str | Path | None = None, style: int = 0, denoiser: str = "s24_lite", size: str = "512x320",
             tile: int = 128, overlap: int = 32, samples: int = 4, calib_samples: int = 32, e2e_top: int = 8,
             act_bits: int = 8, eps: float | None = None, fold_scales: bool = False, exclude: Sequence[str] = (),
+            statistics: str = "textbook", scope: str = "network",
             sixteen: Sequence[str] = (), full_summary: bool = False, granularity: str = "layer",
             progress: bool = True, say: Callable[[str], None] = lambda s: None
             ) -> dict[str, Any]:
@@ -520,9 +526,12 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     w = Path(weights) if weights else paths.weights_root()
     geometry = FrameGeometry(*parse_size(size), tile, overlap)
     unit = build_unit(unit_id, BuildConfig(w, style=style, denoiser=denoiser), geometry)
-    module, prep = prepare_for_quantization(unit.module, {"fold_block_scales": fold_scales})
-    # NOTE: the network's default (fp16-safe) statistics form; W8A8 exports quantize the textbook form
-    # (convert.export.nafnet_statistics), which this emulation turns to NaN with every layer at 8 bits (open issue 12)
+    from isp.stages.nafnet import with_statistics
+    # the NAFNet form the integer exports quantize (convert.export.nafnet_statistics: textbook). Its layer norm at
+    # W8A8 holds var + eps on one per-tensor int8 grid (eps itself rounds to 0): a pixel whose channel variance is
+    # below half a step divides by sqrt(0), so a quantized norm fed flat float features gives inf/NaN (the frame's
+    # metrics are then NaN / inf, see end_to_end); keep the norms float (--exclude 'stage.net.*_norm')
+    module, prep = prepare_for_quantization(with_statistics(unit.module, statistics), {"fold_block_scales": fold_scales})
     if calibration is None:
         raise ValueError("--explain needs --calibration DIR (python -m calibration build, or an export's "
                          "OUT/calibration)")
@@ -545,7 +554,9 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     evaluation = [t for r in refs for t in _tiles(r[_UNIT_INPUT[unit_id]], geometry)]
 
     say("PT2E prepare / calibrate / convert")
-    quantizer = quantizer_for(list(UNITS[unit_id].network or []), eps=eps, exclude=exclude)
+    # "network": the NAFNet body (the ExecuTorch int8 recipe's scope); "unit": everything (LiteRT 16x8's scope)
+    quantizer = quantizer_for(list(UNITS[unit_id].network or []) if scope == "network" else ["stage"], eps=eps,
+                              exclude=exclude)
     dg = build_debug_graph(module, unit.example_inputs(), calib, quantizer, granularity)
     picked = _even(evaluation, samples)
 
@@ -578,7 +589,8 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
             "geometry": {"size": size, "tile": tile, "overlap": overlap},
             "frames": [f.name for f in frames], "calibration": str(root),
             "quantizer": {"kind": "XNNPACKQuantizer symmetric per-channel W8A8 (PT2E), scoped to the network",
-                          "eps": eps, "exclude": list(exclude), "sixteen": list(sixteen), "prep": prep},
+                          "eps": eps, "exclude": list(exclude), "sixteen": list(sixteen), "prep": prep,
+                          "nafnet_statistics": statistics, "scope": scope},
             "sites": len(dg.sites), "layers": len(dg.layers), "table_samples": len(picked),
             "summary": summary, "table": table, "coverage": cov,
             "seconds": round(time.perf_counter() - t_start, 1),
@@ -652,6 +664,10 @@ def build_parser() -> Any:
     p.add_argument("--act-bits", type=int, choices=(8, 16), default=8)
     p.add_argument("--eps", type=float, default=None, help="smallest observer scale (default 2^-12)")
     p.add_argument("--fold-scales", action="store_true", help="fold the NAF block scales into the projections")
+    p.add_argument("--statistics", choices=("textbook", "fp16_safe"), default="textbook",
+                   help="NAFNet layer-norm / attention-mean form (default textbook: what integer exports quantize)")
+    p.add_argument("--scope", choices=("network", "unit"), default="network",
+                   help="quantize the NAFNet body (ExecuTorch W8A8's scope, default) or the whole unit (LiteRT 16x8)")
     p.add_argument("--exclude", default="", help="comma list of layers kept float (scope_filter syntax)")
     p.add_argument("--sixteen", default="", help="comma list of layer prefixes on the 16-bit grid")
     p.add_argument("--json", type=Path, default=None)
@@ -670,6 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       style=args.style, denoiser=args.denoiser, size=args.size, tile=args.tile, overlap=args.overlap,
                       samples=args.samples, e2e_top=args.e2e_top, act_bits=args.act_bits, eps=args.eps,
                       fold_scales=args.fold_scales, exclude=csv(args.exclude), sixteen=csv(args.sixteen),
+                      statistics=args.statistics, scope=args.scope,
                       granularity=args.granularity, full_summary=args.full,
                       progress=not args.quiet and sys.stderr.isatty(), say=say)
     except (ValueError, FileNotFoundError) as exc:

@@ -342,7 +342,11 @@ def quantize_scope(req: ExportRequest) -> list[str] | None:
 
 
 def in_scope(path: str, scope: Sequence[str]) -> bool:
-    return any(path == s or path.startswith(s + ".") for s in scope)
+    """``path`` is one of ``scope`` or inside one; an entry with ``*``/``?``/``[`` is a glob (``fnmatch``) over the
+    path or its prefixes (``stage.net.*_norm``: every NAFNet layer norm)."""
+    from fnmatch import fnmatchcase
+    return any(path == s or path.startswith(s + ".") or
+               (any(c in s for c in "*?[") and (fnmatchcase(path, s) or fnmatchcase(path, s + ".*"))) for s in scope)
 
 
 def scope_filter(scope: Sequence[str], exclude: Sequence[str] = ()) -> Callable[[torch.fx.Node], bool]:

@@ -32,7 +32,8 @@ Options: ``fp16_io`` (bool, default False); ``vulkan_options`` (dict passed as `
 see :func:`convert.targets.base.scope_filter`); ``quantize_exclude`` (submodules of that scope kept float:
 mixed precision, same syntax); ``observer_eps`` (smallest activation/weight scale, default 2^-12);
 ``fold_block_scales`` (fold NAF block scales into their projections first: :mod:`convert.quant_prep`);
-``calibration_gains`` (calibrate on the samples at these exposure gains too: :func:`convert.quant_prep.exposure_bracket`).
+``calibration_gains`` (calibrate on the samples at these exposure gains too: :func:`convert.quant_prep.exposure_bracket`);
+``split_weights`` (those convolutions as an int8-grid part plus its residual: :func:`convert.quant_prep.split_weights`).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ EXT = "pte"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules)
 SUPPORTED_OPTIONS = ("fp16_io", "vulkan_options", "coreml_compute_unit", "coreml_minimum_deployment_target",
                      "quantize_modules", "quantize_exclude", "observer_eps", "fold_block_scales",
-                     "calibration_gains")
+                     "calibration_gains", "split_weights")
 BACKENDS = ("xnnpack", "vulkan", "coreml")
 _BACKEND_IDS = {"xnnpack": "XnnpackBackend", "vulkan": "VulkanBackend", "coreml": "CoreMLBackend"}
 _NOT_OPS = ("getitem", "executorch_call_delegate")

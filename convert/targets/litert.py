@@ -24,7 +24,9 @@ Precisions:
   Ranges are the min/max over all calibration samples (not ai-edge-quantizer's moving average, which clipped the
   highlights of the denoiser's brighter tiles: 20 -> 41 dB end to end), and ``options["calibration_gains"]``
   (e.g. ``[1, 2]``) adds the samples at brighter exposures, clipped to [0, 1]
-  (:func:`convert.quant_prep.exposure_bracket`).
+  (:func:`convert.quant_prep.exposure_bracket`). ``options["split_weights"]`` (module paths) splits those
+  convolutions into an int8-grid part and its rounding residual first (:func:`convert.quant_prep.split_weights`:
+  ~15-bit weights on int8 kernels for the layers the int8 weights hurt most); ``fold_block_scales`` as ExecuTorch.
   The ai-edge-quantizer modes give **int8 (int16) input and output tensors** (:mod:`runtime_py.runtimes`
   quantizes/dequantizes with the tensors' scale and zero point); PT2E scoped to the NAFNet body keeps a float32
   signature. The manifest's I/O dtype is read from the file (:func:`signature_io_dtype`).
@@ -60,7 +62,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from convert.quant_prep import exposure_bracket
+from convert.quant_prep import exposure_bracket, prepare_for_quantization
 
 from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path, atomic_save, count_by,
                    finish, pt2e_quantize, quantize_scope, scope_filter, short_error)
@@ -68,7 +70,8 @@ from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorde
 TARGET = "litert"
 EXT = "tflite"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules, via PT2E)
-SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules", "calibration_gains")
+SUPPORTED_OPTIONS = ("int8_method", "w8_mode", "converter", "quantize_modules", "calibration_gains",
+                     "fold_block_scales", "split_weights")
 SIGNATURE = "serving_default"
 #: ``options["int8_method"]``: ``auto`` (PT2E, AEQ W8A8 if PT2E fails), ``pt2e``, ``aeq`` (AEQ W8A8), ``aeq16``
 #: (AEQ 16x8: int8 weights, int16 activations — the mode NPU delegates take for image networks; whole unit)
@@ -226,6 +229,9 @@ def export(req: ExportRequest) -> ExportResult:
     with rec.step("import"):
         import litert_torch  # noqa: F401
     module = req.module.eval()
+    if req.precision == "int8":                  # float-equal rewrites the recipe asks for (convert.quant_prep)
+        module, prep = prepare_for_quantization(module, req.options)
+        details.update(prep)
     int8_method = req.options.get("int8_method", "auto")
     if int8_method not in INT8_METHODS:
         raise ValueError(f"litert int8_method: expected one of {', '.join(INT8_METHODS)}, got {int8_method!r}")

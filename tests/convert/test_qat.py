@@ -55,3 +55,16 @@ def test_finetune_reduces_the_weight_rounding_error_and_is_cached(tmp_path, monk
         qat.finetuned_state(m, ck, images, {"epochs": 1})
     with pytest.raises(ValueError, match="multiple of 16"):
         qat.finetune(m, images, steps=1, crop=20)
+
+
+def test_weight_quantized_keeps_the_split_convolutions_float():
+    from convert.qat import _Int8WeightConv, weight_quantized
+
+    m = _small_nafnet_unit(seed=4)
+    q = weight_quantized(m, keep=["stage.net.stem", "stage.net.encoders.0"])
+    assert isinstance(q.stage.net.stem, torch.nn.Conv2d) and isinstance(q.stage.net.head, _Int8WeightConv)
+    assert all(not isinstance(c, _Int8WeightConv) for c in q.stage.net.encoders[0].modules())
+    assert isinstance(q.stage.net.encoders[1][0].mix_expand, _Int8WeightConv)
+    plain = weight_quantized(m)
+    assert not any(type(c) is torch.nn.Conv2d and not isinstance(p, _Int8WeightConv)
+                   for p in plain.modules() for c in p.children())

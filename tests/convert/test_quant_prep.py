@@ -48,6 +48,10 @@ def test_scope_filter_excludes_submodules_and_direct_ops():
     assert not keep(Node("get_attr", "stage.net.encoders.0.0.mix_scale"))   # owned by the block itself
     assert not keep(Node("call_function", stack=("stage", "stage.net", "stage.net.stem")))
     assert scope_filter(body)(Node("call_function", stack=block))
+    norms = scope_filter(body, exclude=["stage.net.*_norm"])              # a glob: every layer norm
+    assert not norms(Node("call_function", stack=block + ("stage.net.encoders.0.0.ffn_norm",)))
+    assert not norms(Node("get_attr", "stage.net.encoders.0.0.mix_norm.weight"))
+    assert norms(Node("call_function", stack=block + ("stage.net.encoders.0.0.mix_expand",)))
 
 
 def test_npu_policy_plans_integer_networks_with_per_target_options():
@@ -143,3 +147,44 @@ def test_litert_int8_io_dtype_is_the_files(tmp_path):
     assert res.details["int8_method"] == "pt2e" and res.details["io_dtype"] == "float32"
     i = Interpreter(model_path=str(res.files[0])).get_input_details()[0]
     assert i["dtype"] == np.float32
+
+
+def test_split_weights_is_equal_and_each_half_quantizes_to_itself():
+    from convert.quant_prep import SplitConv2d, int8_grid, prepare_for_quantization, split_weights
+
+    m = _small_nafnet_unit(seed=5)
+    x = torch.rand(1, 3, 40, 48)
+    ref = m(x)
+    split, done = prepare_for_quantization(m, {"split_weights": ["stage.net.stem", "stage.net.encoders.0"]})
+    names = done["split_weights"]
+    assert "stage.net.stem" in names and all(n == "stage.net.stem" or n.startswith("stage.net.encoders.0.")
+                                             for n in names)
+    assert len(names) == 1 + 6 * len(m.stage.net.encoders[0])           # six convolutions a NAF block
+    assert torch.allclose(split(x), ref, atol=1e-6, rtol=1e-5)
+    stem = split.stage.net.stem
+    assert isinstance(stem, SplitConv2d) and stem.lo.bias is None
+    assert torch.equal(int8_grid(stem.hi.weight), stem.hi.weight)          # the quantizer leaves hi as it is
+    w = m.stage.net.stem.weight
+    err_int8 = (int8_grid(w) - w).abs().max()
+    err_split = (stem.hi.weight + int8_grid(stem.lo.weight) - w).abs().max()
+    assert err_split < err_int8 / 100                                      # ~15-bit weights from two int8 ones
+    assert isinstance(m.stage.net.stem, torch.nn.Conv2d)                   # the unit itself is untouched
+    with pytest.raises(ValueError, match="no convolution"):
+        split_weights(m, ["stage.net.nope"])
+
+
+def test_npu_policy_split_layers_exist_in_the_lite_denoiser_and_keep_it_equal(weights_dir):
+    from convert.policy import load_policy
+    from convert.quant_prep import prepare_for_quantization
+    from convert.units import build_unit
+    from isp.geometry import FrameGeometry
+    from isp.registry import BuildConfig
+
+    options = load_policy(policy="npu").unit_options("denoise", "litert")
+    assert options["split_weights"] and "weight_finetune" not in options
+    unit = build_unit("denoise", BuildConfig(weights_dir, style=0, denoiser="s24_lite"), FrameGeometry(128, 128, 128, 0))
+    split, done = prepare_for_quantization(unit.module, options)
+    assert len(done["split_weights"]) >= len(options["split_weights"])
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(split(x), unit.module(x), atol=1e-5)

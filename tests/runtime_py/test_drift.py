@@ -191,7 +191,7 @@ def test_violations_by_chain_class():
 
 
 def test_npu_budget_is_stricter_than_ci():
-    """``--budget npu`` (the experimental npu policy's, not met yet: README): an int8 chain within the ci budget
+    """``--budget npu`` (the npu policy's; CI: test_budget_npu.py): an int8 chain within the ci budget
     misses it on both limits."""
     report = {"units": [], "end_to_end": [{"name": "tflite int8+fp32", "status": "ok", "class": "int8",
                                            "frames": [{"frame": "f", "srgb": {"psnr": 39.5, "de2000_mean": 0.7}}]}]}
