@@ -588,7 +588,8 @@ def explain(unit_id: str, *, calibration: str | Path | None = None, dngs: Sequen
     return {"format": FORMAT, "unit": unit_id, "denoiser": denoiser, "style": style,
             "geometry": {"size": size, "tile": tile, "overlap": overlap},
             "frames": [f.name for f in frames], "calibration": str(root),
-            "quantizer": {"kind": "XNNPACKQuantizer symmetric per-channel W8A8 (PT2E), scoped to the network",
+            "quantizer": {"kind": f"XNNPACKQuantizer symmetric per-channel W8A{act_bits} (PT2E), scoped to the "
+                                  + ("network" if scope == "network" else "whole unit"),
                           "eps": eps, "exclude": list(exclude), "sixteen": list(sixteen), "prep": prep,
                           "nafnet_statistics": statistics, "scope": scope},
             "sites": len(dg.sites), "layers": len(dg.layers), "table_samples": len(picked),
@@ -664,7 +665,8 @@ def build_parser() -> Any:
     p.add_argument("--act-bits", type=int, choices=(8, 16), default=8)
     p.add_argument("--eps", type=float, default=None, help="smallest observer scale (default 2^-12)")
     p.add_argument("--fold-scales", action="store_true", help="fold the NAF block scales into the projections")
-    p.add_argument("--statistics", choices=("textbook", "fp16_safe"), default="textbook",
+    from isp.stages.nafnet import STATISTICS
+    p.add_argument("--statistics", choices=STATISTICS, default="textbook",
                    help="NAFNet layer-norm / attention-mean form (default textbook: what integer exports quantize)")
     p.add_argument("--scope", choices=("network", "unit"), default="network",
                    help="quantize the NAFNet body (ExecuTorch W8A8's scope, default) or the whole unit (LiteRT 16x8)")
