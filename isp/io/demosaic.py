@@ -69,7 +69,24 @@ def _h(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _v(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return convolve1d(x, k, axis=0, mode="mirror")
+    """``convolve1d(x, k, axis=0, mode="mirror")`` for an odd symmetric ``k``, with whole rows at a time.
+
+    scipy filters column by column through a line buffer (3x slower along axis 0 here); this sums the same terms in
+    scipy's order for symmetric kernels, ``x*k[m] + (x[-m] + x[+m])*k[0] + ... + (x[-1] + x[+1])*k[m-1]``, so the
+    values are identical (tested). Zero-weight terms are skipped: they can only change the sign of a zero."""
+    m, n = k.size // 2, x.shape[0]
+    pad = np.empty((n + 2 * m,) + x.shape[1:], dtype=np.float64)
+    pad[m:m + n] = x
+    for o in range(1, m + 1):                       # mirror: ... x[2] x[1] | x[0] ... x[n-1] | x[n-2] x[n-3] ...
+        pad[m - o], pad[m + n - 1 + o] = x[o], x[n - 1 - o]
+    out = x * k[m] if k[m] != 0 else None
+    for o in range(m, 0, -1):
+        if k[m - o] == 0:
+            continue
+        term = pad[m - o:m - o + n] + pad[m + o:m + o + n]
+        term *= k[m - o]
+        out = term if out is None else np.add(out, term, out=out)
+    return out
 
 
 def _rows_with(mask: np.ndarray) -> np.ndarray:

@@ -396,6 +396,21 @@ class TestDemosaic:
         got = demosaic_menon2007(m, pattern, tile=40, threads=3, clip=(0.0, 1.0), dtype=np.float32)
         np.testing.assert_array_equal(got, np.clip(ref, 0.0, 1.0).astype(np.float32))
 
+    def test_row_filter_equals_scipy(self, monkeypatch):
+        """The whole-row vertical filter gives scipy's values exactly, alone and through the whole demosaic."""
+        from scipy.ndimage import convolve1d
+        from isp.io import demosaic as dm
+        rng = np.random.default_rng(4)
+        for shape in ((3, 5), (4, 7), (37, 41), (96, 2)):
+            x = rng.random(shape) - 0.1
+            for k in (dm._H0, dm._H1, dm._PAIR_MEAN, dm._MEAN3):
+                np.testing.assert_array_equal(dm._v(x, k), convolve1d(x, k, axis=0, mode="mirror"))
+        m = self._mosaic(5, (70, 90))
+        fast = {p: demosaic_menon2007(m, p, tile=None) for p in BAYER_PATTERNS}
+        monkeypatch.setattr(dm, "_v", lambda x, k: convolve1d(x, k, axis=0, mode="mirror"))
+        for p in BAYER_PATTERNS:
+            np.testing.assert_array_equal(fast[p], demosaic_menon2007(m, p, tile=None))
+
     def test_pattern_shift_consistency(self):
         """Dropping the first column of an RGGB mosaic gives a GRBG mosaic of the same scene: the interiors agree."""
         m = self._mosaic(2)
