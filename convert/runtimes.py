@@ -441,15 +441,16 @@ class CoreMLStructuralCheck(_Base):
 class OpenVinoRunner(_Base):
     """``.onnx`` through OpenVINO's CPU plugin (optional package ``openvino``): the same artifact, other kernels.
 
-    ``precision``: ``"f32"`` (default; OpenVINO itself would pick bf16 on a CPU with AMX or AVX512-BF16) or
-    ``"bf16"`` (its inference precision hint: convolutions and most elementwise ops in bfloat16 on AMX/AVX512-BF16,
-    inputs and outputs stay float32). ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
+    ``precision``: ``"f32"`` (default; OpenVINO itself would pick bf16 on a CPU with AMX or AVX512-BF16), ``"bf16"``
+    or ``"f16"`` (its inference precision hint: convolutions and most elementwise ops in bfloat16 on
+    AMX/AVX512-BF16, or float16 on AVX512-FP16/AMX-FP16; inputs and outputs stay float32). OpenVINO's compiled-model
+    cache key does not tell ``f16`` from ``f32``: give each hint its own ``cache_dir``. ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
     shared). ``cache_dir``: OpenVINO's compiled-model cache (created; a later load of the same file and settings
     skips the compile). Declared fp16 inputs are cast like :class:`OnnxRunner` does.
     """
 
     _OV_TYPES = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8", "i64": "int64", "i32": "int32"}
-    PRECISIONS = ("f32", "bf16")
+    PRECISIONS = ("f32", "bf16", "f16")
 
     def __init__(self, path: Path, input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None, precision: str = "f32",

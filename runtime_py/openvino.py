@@ -6,13 +6,16 @@
 The files are the set's own ``.onnx`` artifacts, unchanged; only the kernels differ
 (:class:`convert.runtimes.OpenVinoRunner`): OpenVINO fuses NAFNet's channel layer norms, gates and attention into
 its convolutions where ONNX Runtime runs them as separate memory-bound ops. ``openvino`` runs every unit in float32
-(126-130 dB against ONNX Runtime on shipped DNGs at CI geometry). ``openvino-bf16`` runs the enhancer
-(:data:`BF16_UNITS`, ~60 % of a frame's arithmetic) with OpenVINO's bfloat16 inference precision, on AMX /
-AVX512-BF16 where the CPU has them, and the rest in float32: the enhancer in bfloat16 stays at 62-63 dB against the
-float32 chain; the denoiser in bfloat16 fell to 39-41 dB (its output feeds every later unit), so it stays float32, as
-do the bilateral-grid fit (small linear systems) and the cheap photofinishing units. Compiled models are cached in
-:func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache), so only a set's first run pays OpenVINO's compile
-time. Non-ONNX artifacts of the selection keep their own runner. The int8 units of an ONNX int8-policy set run
+(126-130 dB against ONNX Runtime on shipped DNGs at CI geometry). ``openvino-bf16`` runs the units of
+:data:`REDUCED_UNITS` in reduced precision and the rest in float32: the enhancer (~60 % of a frame's arithmetic) with
+OpenVINO's bfloat16 inference precision, on AMX / AVX512-BF16 where the CPU has them (62-63 dB against the float32
+chain), and the BGU slice in float16 (AVX512-FP16: 0.073 -> 0.051 s per 512-px tile on one core; the chain with
+only the slice in float16 71-93 dB against float32 on the shipped DNGs). The denoiser in bfloat16 fell to 39-41 dB
+(its output feeds every later unit) and was not faster in float16, so it stays float32, as do the bilateral-grid fit
+(small linear systems) and the photofinishing units (the LTM network was slower in float16). Compiled models are
+cached in :func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache), one folder per precision hint (OpenVINO
+2026.4's cache key does not tell a float16 compile from a float32 one: sharing a folder handed one the other's
+blob), so only a set's first run pays OpenVINO's compile time. Non-ONNX artifacts of the selection keep their own runner. The int8 units of an ONNX int8-policy set run
 on OpenVINO too, with its integer kernels (VNNI / AMX; the enhancer 0.36 s per 512-px tile against ONNX Runtime's
 1.18 s, the same image within 0.05 dB on the shipped DNGs), except where the export flagged this CPU's saturating
 u8s8 kernels (:meth:`runtime_py.artifacts.Artifact.load_options`): those keep ONNX Runtime's float emulation.
@@ -23,12 +26,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["RUNTIMES", "BF16_UNITS", "on_openvino", "available", "unit_precision", "cache_dir"]
+__all__ = ["RUNTIMES", "REDUCED_UNITS", "on_openvino", "available", "unit_precision", "cache_dir"]
 
 #: ``--runtime`` values of this module
 RUNTIMES = ("openvino", "openvino-bf16")
-#: the units ``openvino-bf16`` runs in bfloat16
-BF16_UNITS = ("enhance",)
+#: the units ``openvino-bf16`` runs in reduced precision, and OpenVINO's inference precision hint for each
+REDUCED_UNITS = {"enhance": "bf16", "upsample_slice": "f16"}
 
 
 def available() -> str | None:
@@ -50,13 +53,14 @@ def cache_dir() -> Path | None:
 
 
 def unit_precision(runtime: str, unit: str, precision: str = "fp32") -> str:
-    """OpenVINO inference precision hint (``f32`` or ``bf16``) of ``unit``'s artifact of ``precision`` under
-    ``runtime``. An int8 (Q/DQ) artifact always gets ``f32``: OpenVINO runs its quantized convolutions in int8
-    (VNNI / AMX) under that hint, and its bf16 hint has no kernel for them."""
+    """OpenVINO inference precision hint (``f32``, ``bf16`` or ``f16``) of ``unit``'s artifact of ``precision``
+    under ``runtime``. An int8 (Q/DQ) artifact always gets ``f32``: OpenVINO runs its quantized convolutions in int8
+    (VNNI / AMX) under that hint, and its reduced-precision hints have no kernel for them."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    bf16 = runtime == "openvino-bf16" and unit in BF16_UNITS and precision in ("fp32", "fp16")
-    return "bf16" if bf16 else "f32"
+    if runtime == "openvino-bf16" and precision in ("fp32", "fp16"):
+        return REDUCED_UNITS.get(unit, "f32")
+    return "f32"
 
 
 def on_openvino(selection: Any, runtime: str) -> Any:
@@ -91,9 +95,10 @@ def _selection_class() -> type:
             if not self._on_openvino(artifact):
                 return super()._load(unit, artifact)
             from convert.runtimes import OpenVinoRunner
-            return OpenVinoRunner(artifact.path, artifact.input_names, artifact.output_names,
-                                  precision=unit_precision(self.runtime, unit, artifact.precision),
-                                  cache_dir=cache_dir())
+            hint = unit_precision(self.runtime, unit, artifact.precision)
+            cache = cache_dir()
+            return OpenVinoRunner(artifact.path, artifact.input_names, artifact.output_names, precision=hint,
+                                  cache_dir=cache / hint if cache else None)
 
         def _load_label(self, unit: str, artifact: Any) -> str:
             return (f" on OpenVINO {unit_precision(self.runtime, unit, artifact.precision)}"

@@ -14,7 +14,7 @@ is written atomically: ``.jpg``/``.jpeg`` 8-bit, ``.png`` 16-bit. The per-unit s
 ``--runtime litert-gpu`` runs the ``pixel8`` profile's GPU units on LiteRT's GPU delegate (fp16; ``litert-gpu-f32``:
 enforce_f32), preferring tflite artifacts, and fails a unit the delegate does not take whole unless
 ``--allow-cpu-fallback`` (:mod:`runtime_py.gpu`). ``--runtime openvino`` runs the ONNX artifacts with OpenVINO's
-CPU kernels instead of ONNX Runtime's (float32; ``openvino-bf16``: the enhancer in bfloat16 on AMX/AVX512-BF16),
+CPU kernels instead of ONNX Runtime's (float32; ``openvino-bf16``: the enhancer in bfloat16 on AMX/AVX512-BF16, the BGU slice in float16),
 preferring onnx artifacts (:mod:`runtime_py.openvino`): the fastest host set on an x86 CPU.
 
 The frame is streamed through the full-resolution units (:func:`runtime_py.stream.render_streaming`: about three
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=("cpu", "litert-gpu", "litert-gpu-f32", "openvino", "openvino-bf16"),
                    default="cpu", help="cpu (default: each artifact's own runtime), LiteRT's GPU delegate for the GPU "
                                        "units (fp16, or enforce_f32), or OpenVINO for the ONNX artifacts (float32, "
-                                       "or the enhancer in bfloat16)")
+                                       "or the enhancer in bfloat16 and the slice in float16)")
     p.add_argument("--allow-cpu-fallback", action="store_true",
                    help="GPU runtime: let the delegate leave ops to the CPU instead of failing")
     p.add_argument("--threads", type=int, default=None,

@@ -1,13 +1,14 @@
 """runtime_py.openvino / convert.runtimes.OpenVinoRunner: the ONNX set's own files on OpenVINO's CPU kernels give
 ONNX Runtime's image within the budgets (ONNX fp32 set at 512x320, tile 128, the shipped LinearRaw DNG): float32
-every unit within the fp32 unit budget, the enhancer in bfloat16 within the fp16 chain budget."""
+every unit within the fp32 unit budget, the enhancer in bfloat16 and the slice in float16 within the fp16 chain budget;
+each precision hint compiles into its own cache folder."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from runtime_py.drift_budgets import CI_BUDGETS
-from runtime_py.openvino import BF16_UNITS, available, on_openvino, unit_precision
+from runtime_py.openvino import REDUCED_UNITS, available, on_openvino, unit_precision
 
 from .artifact_sets import frame, geometry, onnx_set  # noqa: F401  (fixtures)
 
@@ -60,12 +61,20 @@ def test_openvino_render_within_the_budgets(aset, frame, ort_image, tmp_path, mo
         pipe = ArtifactPipeline(sel)
         got[runtime] = render_streaming(pipe, *frame)
         assert list(pipe.timings) == list(pipe.units)
-    assert any((tmp_path / "cache").iterdir())                 # compiled models cached for the next process
+    # compiled models cached for the next process, one folder per hint (OpenVINO's key does not tell f16 from f32)
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"f32", "bf16", "f16"}
+    assert all(any(p.iterdir()) for p in (tmp_path / "cache").iterdir())
+    # the float16 slice did run (a shared cache folder handed it the float32 blob: the same numbers)
+    slices = [on_openvino(aset.select(["onnx"]), rt).runner("upsample_slice") for rt in ("openvino", "openvino-bf16")]
+    x = [np.random.default_rng(1).random(s.shape, dtype=np.float32) for s in slices[0].inputs]
+    assert not np.array_equal(slices[0].run(x)[0], slices[1].run(x)[0])
     assert _psnr(got["openvino"], ort_image) >= CI_BUDGETS["end_to_end"]["fp32"]["psnr_min"]
     assert _psnr(got["openvino-bf16"], ort_image) >= CI_BUDGETS["end_to_end"]["fp16"]["psnr_min"]
     assert not np.array_equal(got["openvino-bf16"], got["openvino"])   # bf16 did run
-    assert unit_precision("openvino-bf16", "enhance") == "bf16" and BF16_UNITS == ("enhance",)
-    assert unit_precision("openvino-bf16", "denoise") == unit_precision("openvino", "enhance") == "f32"
+    assert unit_precision("openvino-bf16", "enhance") == "bf16" and unit_precision("openvino", "enhance") == "f32"
+    assert unit_precision("openvino-bf16", "upsample_slice") == "f16"
+    assert REDUCED_UNITS == {"enhance": "bf16", "upsample_slice": "f16"}
+    assert unit_precision("openvino-bf16", "denoise") == "f32"
     assert unit_precision("openvino-bf16", "enhance", "int8") == "f32"       # no bf16 kernel for Q/DQ convs
 
 
