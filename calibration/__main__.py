@@ -1,6 +1,6 @@
 """Command line of the calibration-set builder.
 
-    python -m calibration build --dngs DIR --out DIR [--size 12mp|8mp|1080p|WxH] [--tile 512] [--overlap 32]
+    python -m calibration build --dngs DIR --out DIR [--size 12mp|8mp|1080p|WxH] [--tile N] [--overlap 32]
                                 [--count 8] [--eval-count 4] [--seed 0] [--style 0] [--denoiser s24_lite]
                                 [--tiles-per-frame 4] [--split auto|sources|regions] [--ev-range -1,1]
                                 [--no-relight] [--weights DIR] [--threads N] [--force] [--quiet]
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, required=True, help="output folder; sets go to OUT/calib and OUT/eval")
     b.add_argument("--size", type=_size, default="12mp", metavar="12mp|8mp|1080p|WxH",
                    help="frame size of the exported stages (W, H multiples of 4; default 12mp = 4000x3000)")
-    b.add_argument("--tile", type=int, default=512, help="tile size of the full-resolution stages (default 512)")
+    b.add_argument("--tile", type=int, default=None,
+                   help="tile size of the full-resolution stages (default: as convert/export.py, 528 at 12 MP)")
     b.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     b.add_argument("--count", type=int, default=8, help="calibration frames (default 8)")
     b.add_argument("--eval-count", type=int, default=4, help="evaluation frames (default 4; 0 = no eval set)")

@@ -2,7 +2,7 @@
 
     python convert/export.py --target coreml|tflite|executorch|onnx [--stages all|denoise,gain,...]
         [--precision fp32|fp16|int8|w8 | --policy NAME|FILE.json] [--denoiser lite|base|large]
-        [--denoiser-camera s24|generic] [--style N] [--size 12mp|8mp|1080p|WxH] [--tile 512] [--overlap 32]
+        [--denoiser-camera s24|generic] [--style N] [--size 12mp|8mp|1080p|WxH] [--tile N] [--overlap 32]
         [--calibration DIR] [--backend xnnpack,vulkan,coreml] [--compute-units all|cpu_and_ne|cpu_and_gpu]
         [--out DIR] [--weights DIR]
 
@@ -68,7 +68,7 @@ class ExportOptions:
     denoiser_camera: str = "s24"
     style: int = 0
     size: str = "12mp"
-    tile: int = 512
+    tile: int | None = None           # None: isp.geometry.auto_tile (528 at 12 MP)
     overlap: int = 32
     calibration: Path | None = None
     calibration_frames: int = 8
@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera-specific (s24) or generic denoiser (default s24)")
     p.add_argument("--style", type=int, default=0, choices=range(6), help="picture style 0-5 (default 0)")
     p.add_argument("--size", default="12mp", help="frame size: 12mp, 8mp, 1080p or WxH (default 12mp)")
-    p.add_argument("--tile", type=int, default=512, help="tile of the full-resolution units (default 512)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile of the full-resolution units (default: the multiple of 16 near 512 whose windows cover "
+                        "the frame with the fewest pixels, 528 at 12 MP)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap (default 32)")
     p.add_argument("--calibration", type=Path, default=None,
                    help="calibration set (python -m calibration build output); default for int8: build a small "

@@ -5,7 +5,7 @@
 of the profile's preferences that the native runners execute, in the profile's first precision — ``int8`` is the
 design's int8 policy) and returns it. One command goes from the PyTorch weights to the device report.
 
-* **Geometry.** On a phone the exporter's default (12 MP, tile 512). On an *emulated* stand-in (the arm64 device of
+* **Geometry.** On a phone the exporter's default (12 MP, tile 528: isp.geometry.auto_tile). On an *emulated* stand-in (the arm64 device of
   ``scripts/arm64_device.sh``, whose timings are labelled emulation) a 12 MP frame would take hours, so the CI
   geometry :data:`EMULATION_GEOMETRY` (512x320, tile 128) is used and said. ``--export-args`` (convert/export.py
   arguments) goes through either way: a ``--size`` or ``--tile`` there is the geometry, a ``--target`` /

@@ -32,6 +32,28 @@ def test_geometry_is_rows_first_everywhere():
             FrameGeometry(**{"width": 512, "height": 320, "tile": 128, "overlap": 32, **bad})
 
 
+def test_default_tile_covers_the_frame_with_the_fewest_pixels():
+    from isp.geometry import AUTO_TILE_RANGE, DEFAULT_TILE, TILE_ALIGN, auto_tile
+
+    def work(g):                                        # pixels the full-resolution units compute per frame
+        return len(g.plan()) * g.tile_shape[0] * g.tile_shape[1]
+
+    g12 = FrameGeometry.from_size("12mp")
+    assert g12.tile == 528 and len(g12.plan()) == 48    # 512: 63 windows
+    assert work(g12) / (4000 * 3000) < 1.12 < 1.37 < work(FrameGeometry(4000, 3000, 512, 32)) / (4000 * 3000)
+    for size in ((4000, 3000), (3264, 2448), (1920, 1080), (4032, 3024), (640, 480), (1000, 752)):
+        g = FrameGeometry(*size)
+        assert g.tile % TILE_ALIGN == 0
+        assert DEFAULT_TILE + AUTO_TILE_RANGE[0] <= g.tile <= DEFAULT_TILE + AUTO_TILE_RANGE[1], size
+        assert work(g) <= work(FrameGeometry(*size, DEFAULT_TILE)), size
+        assert all(work(g) <= work(FrameGeometry(*size, t)) for t in range(448, 529, 16)), size
+    assert FrameGeometry(512, 320).tile == DEFAULT_TILE == auto_tile(400, 400)     # one window either way
+    assert FrameGeometry(4000, 3000, 512, 32).tile == 512                            # an explicit tile is kept
+    assert FrameGeometry(4000, 3000, overlap=64).tile == auto_tile(4000, 3000, 64)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        FrameGeometry(4001, 3000)
+
+
 def test_shapes_tiles_and_windows():
     assert {u: calls_per_frame(CI, u) for u in TILED_UNITS} == {"denoise": 15, "color": 12, "upsample_slice": 12,
                                                                  "enhance": 15}
