@@ -444,7 +444,9 @@ class OpenVinoRunner(_Base):
     ``precision``: ``"f32"`` (default; OpenVINO itself would pick bf16 on a CPU with AMX or AVX512-BF16), ``"bf16"``
     or ``"f16"`` (its inference precision hint: convolutions and most elementwise ops in bfloat16 on
     AMX/AVX512-BF16, or float16 on AVX512-FP16/AMX-FP16; inputs and outputs stay float32). OpenVINO's compiled-model
-    cache key does not tell ``f16`` from ``f32``: give each hint its own ``cache_dir``. ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
+    cache key does not tell ``f16`` from ``f32``: give each hint its own ``cache_dir``. ``streams`` > 1: that many
+    OpenVINO streams share the threads and :meth:`run` may be called from as many threads at once
+    (``concurrency``), e.g. two tiles on two cores each with one thread, instead of one tile on both. ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
     shared). ``cache_dir``: OpenVINO's compiled-model cache (created; a later load of the same file and settings
     skips the compile). Declared fp16 inputs are cast like :class:`OnnxRunner` does.
     """
@@ -454,19 +456,30 @@ class OpenVinoRunner(_Base):
 
     def __init__(self, path: Path, input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None, precision: str = "f32",
-                 threads: int | None = None, cache_dir: Path | str | None = None) -> None:
+                 threads: int | None = None, cache_dir: Path | str | None = None, streams: int = 1) -> None:
         self.path = Path(path)
         if precision not in self.PRECISIONS:
             raise ValueError(f"openvino precision: expected one of {self.PRECISIONS}, got {precision!r}")
+        if int(streams) < 1:
+            raise ValueError(f"openvino streams: expected >= 1, got {streams!r}")
         ov = _require("openvino", "openvino")
         self.precision = precision
-        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads or default_threads()),
-                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+        threads = int(threads or default_threads())
+        self.concurrency = min(int(streams), threads)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
+                                  "ENABLE_CPU_PINNING": False}
+        if self.concurrency > 1:
+            config["NUM_STREAMS"] = self.concurrency          # the threads split between the streams
+        else:
+            config["PERFORMANCE_HINT"] = "LATENCY"
         if cache_dir:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             config["CACHE_DIR"] = str(cache_dir)
         self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
-        self._req = self._compiled.create_infer_request()
+        import queue
+        self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # one per stream: run() is thread-safe
+        for _ in range(self.concurrency):
+            self._requests.put(self._compiled.create_infer_request())
         ins, outs = self._compiled.inputs, self._compiled.outputs
 
         def name(port: Any, wanted: Sequence[str] | None) -> str:
@@ -488,8 +501,12 @@ class OpenVinoRunner(_Base):
         feeds = {}
         for idx, spec, a in zip(self._in_idx, self.inputs, self._check(inputs)):
             feeds[idx] = a.astype(np.float16) if spec.dtype == "float16" else a
-        self._req.infer(feeds)
-        return [np.array(self._req.get_output_tensor(i).data, dtype=np.float32) for i in self._out_idx]
+        req = self._requests.get()
+        try:
+            req.infer(feeds)
+            return [np.array(req.get_output_tensor(i).data, dtype=np.float32) for i in self._out_idx]
+        finally:
+            self._requests.put(req)
 
 
 RUNNERS = {".pte": ExecuTorchRunner, ".tflite": LiteRTRunner, ".onnx": OnnxRunner,

@@ -27,8 +27,11 @@ output during pass 2), against the eleven-plus of the table run.
 """
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Callable
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -55,22 +58,43 @@ def _window(frame: np.ndarray, y0: int, x0: int, th: int, tw: int) -> np.ndarray
 
 
 class _Unit:
-    """One tiled unit's runner with the bookkeeping of :meth:`ArtifactPipeline.run_unit`."""
+    """One tiled unit's runner with the bookkeeping of :meth:`ArtifactPipeline.run_unit`; ``concurrency``: how many
+    calls the runner takes at once (its own ``concurrency``, e.g. OpenVINO streams; 1 for the others)."""
 
     def __init__(self, pipe, unit: str) -> None:
         t0 = time.perf_counter()
         self.runner = pipe.selection.runner(unit)
+        self.concurrency = max(1, int(getattr(self.runner, "concurrency", 1) or 1))
         self.stats: dict[str, float] = {"seconds": 0.0, "infer_seconds": 0.0, "calls": 0,
                                         "load_seconds": time.perf_counter() - t0}
+        self._lock = threading.Lock()
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         out = self.runner.run(list(arrays))[0]
         dt = time.perf_counter() - t0
-        self.stats["infer_seconds"] += dt
-        self.stats["seconds"] += dt
-        self.stats["calls"] += 1
+        with self._lock:                                # summed over calls, which overlap when concurrency > 1
+            self.stats["infer_seconds"] += dt
+            self.stats["seconds"] += dt
+            self.stats["calls"] += 1
         return out
+
+
+def _in_order(jobs: Iterable[Callable[[], Any]], concurrency: int) -> Iterator[Any]:
+    """The results of ``jobs`` in order, up to ``concurrency`` of them running at once (one more queued, so the
+    workers stay busy while the caller stitches a result)."""
+    if concurrency <= 1:
+        for job in jobs:
+            yield job()
+        return
+    with ThreadPoolExecutor(concurrency) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) > concurrency:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
@@ -84,7 +108,9 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
     ``progress(n)`` is called after every runner call (tiles and quarter units). ``release``: drop each unit's
     runner after its last use in this frame (:meth:`~runtime_py.artifacts.Selection.release`), so that only the
     runners of the current phase hold memory (ONNX Runtime keeps each session's arena at its peak); for a single
-    render, as ``runtime_py.render`` does. Without it the runners stay loaded for the next frame.
+    render, as ``runtime_py.render`` does. Without it the runners stay loaded for the next frame. A runner that takes
+    several calls at once (``concurrency``: OpenVINO's streams, :func:`runtime_py.openvino.tile_streams`) gets that
+    many windows at a time from a thread pool; the windows are stitched in plan order either way.
     """
     drop = pipe.selection.release if release else (lambda *_u: None)
     if isinstance(raw, list):                  # handed over: the frame is freed once the denoiser has read it
@@ -109,8 +135,9 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
     del raw, raw_t
     denoise, color = _Unit(pipe, "denoise"), _Unit(pipe, "color")
     den = np.zeros((1, 3, H, W), dtype=np.float32)
-    for i, j, y0, x0 in plan.windows():
-        y = denoise(_window(raw_a, y0, x0, th, tw))
+    windows = list(plan.windows())
+    jobs = ((lambda y0=y0, x0=x0: denoise(_window(raw_a, y0, x0, th, tw))) for _i, _j, y0, x0 in windows)
+    for (i, j, y0, x0), y in zip(windows, _in_order(jobs, denoise.concurrency)):
         y *= wy[i][:, None] * wx[j][None, :]
         den[:, :, y0:y0 + th, x0:x0 + tw] += y
         tick(1)
@@ -149,10 +176,13 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
 
     slicer, enhance = _Unit(pipe, "upsample_slice"), _Unit(pipe, "enhance")
     srgb = np.zeros((H, W, 3), dtype=np.float32)
-    for i, j, y0, x0 in plan.windows():
+    def slice_enhance(y0: int, x0: int) -> np.ndarray:
         ops = [t.numpy() for t in slice_operands(grid, (y0, x0), (th, tw), (H, W), *pipe.window)]
-        up = slicer(_window(lsrgb, y0, x0, th, tw), *ops)
-        y = enhance(up)[0].transpose(1, 2, 0)           # (th, tw, 3) view
+        return enhance(slicer(_window(lsrgb, y0, x0, th, tw), *ops))
+
+    jobs = ((lambda y0=y0, x0=x0: slice_enhance(y0, x0)) for _i, _j, y0, x0 in windows)
+    for (i, j, y0, x0), y in zip(windows, _in_order(jobs, min(slicer.concurrency, enhance.concurrency))):
+        y = y[0].transpose(1, 2, 0)                     # (th, tw, 3) view
         srgb[y0:y0 + th, x0:x0 + tw] += y * (wy[i][:, None] * wx[j][None, :])[:, :, None]
         tick(1)
     del lsrgb

@@ -131,3 +131,26 @@ def test_int8_policy_set_on_openvino_within_the_int8_budget(request, tmp_path_fa
         got = render_streaming(ArtifactPipeline(sel), raw, illum, ccm)
         m = M.compare(got, np.asarray(want[0].permute(1, 2, 0)), kind="srgb")
         assert m["psnr"] >= budget["psnr_min"] and m["de2000_mean"] <= budget["de2000_mean_max"], (dng.name, m)
+
+
+def test_tiles_on_streams_give_the_same_image(aset, frame, monkeypatch):
+    """Tiled units get one OpenVINO stream per thread and the stream runs two windows at once; the quarter units one
+    stream with every thread; the image is the one-stream image."""
+    import convert.runtimes as rt
+    from runtime_py.openvino import tile_streams
+    from runtime_py.pipeline import ArtifactPipeline
+    from runtime_py.stream import render_streaming
+    monkeypatch.setattr(rt, "default_threads", lambda: 2)
+    monkeypatch.setenv("ISP_OPENVINO_CACHE", "")
+    assert (tile_streams("denoise"), tile_streams("enhance", 1), tile_streams("ltm"), tile_streams("gain", 2)) == \
+        (2, 1, 1, 1)
+    got = {}
+    for streams in (1, 2):
+        sel = on_openvino(aset.select(["onnx"]), "openvino", streams=streams)
+        assert sel.runner("denoise").concurrency == streams and sel.runner("upsample_slice").concurrency == streams
+        assert sel.runner("gain").concurrency == 1
+        got[streams] = render_streaming(ArtifactPipeline(sel), *frame)
+    np.testing.assert_allclose(got[2], got[1], atol=1e-5)
+    with pytest.raises(ValueError, match="streams"):
+        from convert.runtimes import OpenVinoRunner
+        OpenVinoRunner(aset.select(["onnx"])["gain"].path, streams=0)
