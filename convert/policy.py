@@ -13,10 +13,10 @@ Built-in policies live in ``convert/policies/<name>.json``:
   behind each float unit;
 * ``w8`` — int8 weights (dynamic-range) wherever a unit has weights;
 * ``npu`` — integer arithmetic for phone NPUs within ``runtime_py.drift --budget npu`` (README, "Integer NAFNets
-  for NPUs"; CI checks the LiteRT set): both NAFNet units (denoise, enhance) integer with per-target quantizer
-  options (``options``: LiteRT 16x8 with split int8 weights in the denoiser's most sensitive convolutions,
-  ExecuTorch XNNPACK W8A8 with the layers W8A8 cannot hold kept float); its ``notes`` say why each float part stays
-  float, with the quantization debugger's measurements.
+  for NPUs"; CI checks the LiteRT and ExecuTorch sets): both NAFNet units (denoise, enhance) integer with per-target
+  quantizer options (``options``: LiteRT 16x8 with split int8 weights in the denoiser's most sensitive convolutions,
+  ExecuTorch XNNPACK W8A8 with the layers W8A8 cannot hold kept float, Core ML the same W8A8 program, not run here);
+  its ``notes`` say why each float part stays float, with the quantization debugger's measurements.
 
 A policy may add recipe options per unit and target (``"options": {"denoise": {"litert": {...}}}``) and a note
 per unit (``"notes": {"gain": "why"}``, written into that unit's manifest entry).

@@ -22,6 +22,8 @@ paths or prefixes). A chosen convolution ``conv(x, W) + b`` becomes the sum of t
 own per-channel int8 grid is ~254 times finer: once quantized, the pair carries ~15-bit weights on int8 kernels, for
 twice that layer's multiply-accumulates and one add. Equal in real arithmetic; in float32 to rounding
 (``tests/convert/test_quant_prep.py``). Which layers get it is chosen by measured sensitivity (the npu policy's notes).
+
+:func:`xnnpack_pt2e` — the PT2E quantization with these options that the ExecuTorch and Core ML int8 recipes share.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 __all__ = ["fold_block_scales", "prepare_for_quantization", "PREP_OPTIONS", "quantizer_for", "with_eps",
-           "exposure_bracket", "int8_grid", "SplitConv2d", "split_weights"]
+           "exposure_bracket", "int8_grid", "SplitConv2d", "split_weights", "xnnpack_pt2e"]
 
 #: recipe options this module reads
 PREP_OPTIONS = ("fold_block_scales", "calibration_gains", "split_weights")
@@ -129,14 +131,15 @@ def exposure_bracket(samples: Sequence[tuple[torch.Tensor, ...]], gains: Sequenc
     return out
 
 
-def quantizer_for(scope: Sequence[str] | None, *, eps: float | None = None, exclude: Sequence[str] = ()) -> Any:
+def quantizer_for(scope: Sequence[str] | None, *, eps: float | None = None, exclude: Sequence[str] = (),
+                  dynamic: bool = False) -> Any:
     """ExecuTorch's XNNPACKQuantizer as :mod:`convert.targets.executorch` configures it for int8 (symmetric,
-    per-channel), scoped to ``scope`` minus ``exclude``; ``eps`` replaces the observers' smallest scale (2^-12 in
-    ``get_symmetric_quantization_config``)."""
+    per-channel; ``dynamic``: activations quantized at run time, the w8 recipe), scoped to ``scope`` minus
+    ``exclude``; ``eps`` replaces the observers' smallest scale (2^-12 in ``get_symmetric_quantization_config``)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
     from convert.targets.base import scope_filter
-    cfg = get_symmetric_quantization_config(is_per_channel=True)
+    cfg = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
     if eps is not None:
         cfg = with_eps(cfg, eps)
     q = XNNPACKQuantizer().set_global(cfg)
@@ -162,3 +165,26 @@ def with_eps(cfg: Any, eps: float) -> Any:
         return dc_replace(s, observer_or_fake_quant_ctr=func.with_args(**kwargs))
     return dc_replace(cfg, input_activation=spec(cfg.input_activation), output_activation=spec(cfg.output_activation),
                       weight=spec(cfg.weight))
+
+
+def xnnpack_pt2e(module: nn.Module, inputs: tuple[torch.Tensor, ...], calibration: Sequence[tuple[torch.Tensor, ...]],
+                 options: dict, scope: Sequence[str] | None, details: dict, *, dynamic: bool = False) -> Any:
+    """``module`` quantized by torchao PT2E with :func:`quantizer_for` and the recipe ``options`` this module reads
+    (``observer_eps``, ``quantize_exclude``, the rewrites of :func:`prepare_for_quantization`, ``calibration_gains``):
+    the int8 (``dynamic``: w8) programs of the ExecuTorch and Core ML targets, which thus quantize alike (the npu
+    policy gives both the same options). What was done goes into ``details`` (manifest)."""
+    from convert.targets.base import pt2e_quantize
+    eps = options.get("observer_eps")
+    if eps is not None:
+        details["observer_eps"] = float(eps)
+    exclude = list(options.get("quantize_exclude") or []) if scope is not None else []
+    if scope is not None:
+        details["quantize_modules"] = list(scope)
+        if exclude:
+            details["float_layers"] = exclude
+    quantizer = quantizer_for(scope, eps=None if eps is None else float(eps), exclude=exclude, dynamic=dynamic)
+    module, prep = prepare_for_quantization(module, options)
+    details.update(prep)
+    rows = [] if dynamic else exposure_bracket(calibration, options.get("calibration_gains"))
+    details["calibration_samples"] = len(rows)
+    return pt2e_quantize(module, inputs, quantizer, rows)

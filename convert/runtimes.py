@@ -355,7 +355,9 @@ class CoreMLStructuralCheck(_Base):
     ``compute_precision``: from the export metadata (``isp.compute_precision``) when present, otherwise inferred
     from the op output dtypes (``FLOAT16`` if any fp16 tensor is computed, else ``FLOAT32``);
     ``compute_units``: the units declared at export (``isp.compute_units`` metadata; Core ML itself picks units at
-    load time, the package does not store them); ``metadata``: the user-defined metadata.
+    load time, the package does not store them); ``metadata``: the user-defined metadata; ``tensor_dtypes``: dtype ->
+    count of the computed (non-const) op outputs (``INT8``/``UINT8``: quantized activations); ``weight_dtypes``: dtype
+    -> count of the stored data of ``constexpr_*`` ops (``INT8``: int8 weights dequantized at load).
     """
 
     path: Path
@@ -368,6 +370,7 @@ class CoreMLStructuralCheck(_Base):
     model_type: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     tensor_dtypes: dict[str, int] = field(default_factory=dict)
+    weight_dtypes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: Path | str, input_names: Sequence[str] | None = None,
@@ -393,6 +396,7 @@ class CoreMLStructuralCheck(_Base):
         meta = dict(desc.metadata.userDefined)
         ops: Counter[str] = Counter()
         dtypes: Counter[str] = Counter()
+        weights: Counter[str] = Counter()
         kind = spec.WhichOneof("Type") or ""
         if kind == "mlProgram":
             def walk(block: Any) -> None:
@@ -403,6 +407,11 @@ class CoreMLStructuralCheck(_Base):
                             tt = o.type.tensorType
                             if o.type.WhichOneof("type") == "tensorType":
                                 dtypes[ct.proto.MIL_pb2.DataType.Name(tt.dataType)] += 1
+                    if op.type.startswith("constexpr_"):
+                        for name in ("quantized_data", "data"):
+                            if name in op.attributes:
+                                dt = op.attributes[name].type.tensorType.dataType
+                                weights[ct.proto.MIL_pb2.DataType.Name(dt)] += 1
                     for nested in op.blocks:
                         walk(nested)
             for fn in spec.mlProgram.functions.values():
@@ -414,7 +423,7 @@ class CoreMLStructuralCheck(_Base):
                     compute_precision=meta.get("isp.compute_precision", inferred),
                     compute_units=meta.get("isp.compute_units", "unknown (not declared at export)"),
                     spec_version=int(spec.specificationVersion), model_type=kind, metadata=meta,
-                    tensor_dtypes=dict(dtypes))
+                    tensor_dtypes=dict(dtypes), weight_dtypes=dict(weights))
         if input_names is not None and list(input_names) != check.input_names:
             raise ValueError(f"{path.name}: inputs are {check.input_names}, expected {list(input_names)}")
         if output_names is not None and list(output_names) != check.output_names:

@@ -12,9 +12,12 @@ Precisions:
 * ``w8`` — FLOAT16 program, then ``coremltools.optimize.coreml.linear_quantize_weights`` (int8, symmetric,
   per-channel, ``weight_threshold`` from ``options``, default 0 = every weight): int8 weights, fp16 compute.
 * ``int8`` — W8A8: torchao ``prepare_pt2e``/``convert_pt2e`` with ExecuTorch's ``XNNPACKQuantizer`` annotations
-  (symmetric per-channel weights, static per-tensor activations, calibrated on ``request.calibration``), then
-  converted; the program carries ``quantize``/``dequantize`` on activations and ``constexpr_affine_dequantize``
-  weights (needs ``minimum_deployment_target`` >= iOS17). coremltools' own ``CoreMLQuantizer`` is not used: it
+  (symmetric per-channel weights, static per-tensor activations, calibrated on ``request.calibration``; the same
+  :func:`convert.quant_prep.xnnpack_pt2e` as the ExecuTorch target, with its options ``quantize_exclude``,
+  ``observer_eps``, ``fold_block_scales``, ``calibration_gains``, ``split_weights``: the npu policy's mixed
+  precision), then converted; the program carries int8 ``quantize``/``dequantize`` on activations and
+  ``constexpr_affine_dequantize`` int8 weights (needs ``minimum_deployment_target`` >= iOS17); the layers left
+  float compute in FLOAT16. coremltools' own ``CoreMLQuantizer`` is not used: it
   imports ``torch.ao.quantization.quantizer``, which torch 2.13 no longer has.
 
 Options: ``compute_units`` — ``"all"`` (default), ``"cpu_and_ne"``, ``"cpu_and_gpu"``, ``"cpu_only"``; Core ML
@@ -34,7 +37,6 @@ device profile (Xcode performance report) says what really runs where.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -43,13 +45,14 @@ import torch
 from isp.units import COMPUTE_UNITS  # CLI name -> coremltools.ComputeUnit member (declared once)
 
 from .base import (ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path, atomic_save,
-                   count_by, export_program, finish, pt2e_quantize, quantize_scope, scope_filter, short_error)
+                   count_by, export_program, finish, quantize_scope, short_error)
 
 TARGET = "coreml"
 EXT = "mlpackage"
 #: options this target reads (``quantize_modules``: int8/w8 quantize only those submodules)
 SUPPORTED_OPTIONS = ("compute_units", "minimum_deployment_target", "weight_threshold", "conversion_path",
-                     "quantize_modules")
+                     "quantize_modules", "quantize_exclude", "observer_eps", "fold_block_scales", "calibration_gains",
+                     "split_weights")
 ANE_HEURISTIC = "neural-engine (heuristic: known-unsupported op types, dilation, fp32)"
 
 #: MIL op types that typically leave the Neural Engine (see the module docstring for sources).
@@ -147,16 +150,13 @@ def export(req: ExportRequest) -> ExportResult:
     module: torch.nn.Module = req.module.eval()
     if req.precision == "int8":
         with rec.step("quantize"):
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer, get_symmetric_quantization_config)
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            scope = quantize_scope(req)
-            if scope is not None:
-                quantizer.set_filter_function(scope_filter(scope))
-                details["quantize_modules"] = scope
-            module = pt2e_quantize(copy.deepcopy(module), req.example_inputs, quantizer, req.calibration)
+            from convert.quant_prep import xnnpack_pt2e
+            module = xnnpack_pt2e(module, req.example_inputs, req.calibration, req.options, quantize_scope(req),
+                                  details)
         details["quantization"] = (f"W8A8: torchao PT2E with XNNPACKQuantizer annotations (symmetric, per-channel "
-                                   f"weights, static activations), {len(req.calibration)} calibration samples")
+                                   f"weights, static activations), {details['calibration_samples']} calibration "
+                                   f"samples" + (f"; float layers: {', '.join(details['float_layers'])} (FLOAT16 "
+                                                 f"compute)" if details.get("float_layers") else ""))
     ml = _convert(module, req, rec, ct, precision, unit, target, details)
     if req.precision == "w8":
         with rec.step("quantize"):

@@ -45,11 +45,11 @@ import torch
 from torch import nn
 
 from convert.pad_lowering import lower_reflect_pads
-from convert.quant_prep import exposure_bracket, prepare_for_quantization, with_eps
+from convert.quant_prep import xnnpack_pt2e
 
 from .base import (BackendReport, ExportError, ExportRequest, ExportResult, OpCoverage, Recorder, artifact_path,
-                   atomic_save, count_by, export_program, finish, path_sha256, path_size, pt2e_quantize,
-                   quantize_scope, scope_filter, short_error)
+                   atomic_save, count_by, export_program, finish, path_sha256, path_size, quantize_scope,
+                   short_error)
 
 TARGET = "executorch"
 EXT = "pte"
@@ -186,24 +186,8 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
     elif variant.startswith("pt2e"):
         dynamic = variant == "pt2e-dynamic"
         with rec.step("quantize"):
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer, get_symmetric_quantization_config)
-            cfg = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-            if req.options.get("observer_eps") is not None:
-                cfg = with_eps(cfg, float(req.options["observer_eps"]))
-                details["observer_eps"] = float(req.options["observer_eps"])
-            quantizer = XNNPACKQuantizer().set_global(cfg)
-            scope = quantize_scope(req)
-            exclude = list(req.options.get("quantize_exclude") or [])
-            if scope is not None:
-                quantizer.set_filter_function(scope_filter(scope, exclude=exclude))
-                details["quantize_modules"] = scope
-                if exclude:
-                    details["float_layers"] = exclude
-            module, prep = prepare_for_quantization(module, req.options)
-            details.update(prep)
-            rows = [] if dynamic else exposure_bracket(req.calibration, req.options.get("calibration_gains"))
-            module = pt2e_quantize(module, inputs, quantizer, rows)
+            module = xnnpack_pt2e(module, inputs, req.calibration, req.options, quantize_scope(req), details,
+                                  dynamic=dynamic)
             if dynamic:
                 n = rank_match_constants(module)
                 if n:
@@ -211,7 +195,7 @@ def _program(req: ExportRequest, rec: Recorder, variant: str, details: dict[str,
         details["quantization"] = (
             "XNNPACKQuantizer symmetric, per-channel int8 weights, " +
             ("dynamic per-tensor int8 activations (conv/linear only)" if dynamic else
-             f"static per-tensor int8 activations, {len(rows)} calibration samples"))
+             f"static per-tensor int8 activations, {details['calibration_samples']} calibration samples"))
     with rec.step("torch.export"):
         program = export_program(module, inputs)
     with rec.step("reflect pads"):         # as slices + cat, which XNNPACK takes (convert/pad_lowering.py)

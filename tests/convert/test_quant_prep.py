@@ -59,7 +59,7 @@ def test_npu_policy_plans_integer_networks_with_per_target_options():
     from isp.units import units_for
 
     p = load_policy(policy="npu")
-    for target, key in (("tflite", "int8_method"), ("executorch", "fold_block_scales")):
+    for target, key in (("tflite", "int8_method"), ("executorch", "fold_block_scales"), ("coreml", "quantize_exclude")):
         plan = {u.unit: u for u in p.plan(units_for(False), target)}
         for unit in ("denoise", "enhance"):
             assert plan[unit].precision == "int8" and key in plan[unit].recipe.options, plan[unit]
@@ -188,3 +188,41 @@ def test_npu_policy_split_layers_exist_in_the_lite_denoiser_and_keep_it_equal(we
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         assert torch.allclose(split(x), unit.module(x), atol=1e-5)
+
+
+def test_coreml_npu_is_w8a8_with_the_policys_float_layers(tmp_path):
+    """``--target coreml --policy npu``: the ML program of a NAFNet unit carries int8 weights (``constexpr`` ops over
+    int8 data) and 8-bit activations (``quantize`` ops), quantized by the same PT2E path and options as ExecuTorch's;
+    the excluded layers stay float (fewer int8 weights than without the exclusion). Structure only: Core ML
+    predicts on macOS alone."""
+    pytest.importorskip("coremltools")
+    pytest.importorskip("executorch")
+    from convert.policy import load_policy
+    from convert.runtimes import CoreMLStructuralCheck
+    from convert.targets import export
+    from convert.targets.base import ExportRequest
+    from isp.stages.nafnet import with_statistics
+    from isp.units import NAFNET_BODY
+
+    plan = {u.unit: u for u in load_policy(policy="npu").plan(["denoise", "enhance"], "coreml")}
+    assert all(plan[u].precision == "int8" and plan[u].recipe.options["quantize_exclude"] for u in plan), plan
+    m = with_statistics(_small_nafnet_unit(seed=2), "textbook")
+    rows = [(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(k)) * 0.6,) for k in range(3)]
+    npu = {k: v for k, v in plan["denoise"].recipe.options.items() if k not in ("quantize_exclude", "compute_units")}
+
+    def program(exclude):
+        req = ExportRequest(m, rows[0], ["raw"], ["denoised_raw"], precision="int8", calibration=rows,
+                            options={**npu, "quantize_modules": list(NAFNET_BODY), "quantize_exclude": exclude},
+                            out_dir=tmp_path / str(len(exclude)), stem="denoise")
+        res = export("coreml", req)
+        return res, CoreMLStructuralCheck.open(res.files[0], ["raw"], ["denoised_raw"])
+
+    mixed, check = program(["stage.net.*_norm", "stage.net.encoders.0"])
+    _, whole = program(["stage.net.*_norm"])
+    assert mixed.details["float_layers"] == ["stage.net.*_norm", "stage.net.encoders.0"]
+    assert mixed.details["calibration_samples"] == 2 * len(rows) and mixed.details["fold_block_scales"] > 0
+    assert check.op_types.get("quantize", 0) > 0 and check.op_types.get("dequantize", 0) > 0, check.op_types
+    assert set(check.tensor_dtypes) & {"INT8", "UINT8"}, check.tensor_dtypes        # 8-bit activations
+    assert check.weight_dtypes.get("INT8", 0) > 0 and set(check.weight_dtypes) == {"INT8"}, check.weight_dtypes
+    assert 0 < check.weight_dtypes["INT8"] < whole.weight_dtypes["INT8"], (check.weight_dtypes, whole.weight_dtypes)
+    assert check.compute_precision == "FLOAT16"
