@@ -70,7 +70,9 @@ def unit_precision(runtime: str, unit: str, precision: str = "fp32") -> str:
 def tile_streams(unit: str, streams: int | None = None) -> int:
     """OpenVINO streams of ``unit``'s runner: the tiled units (run window after window) get one stream per thread
     of :func:`convert.runtimes.default_threads` unless ``streams`` says otherwise, so that each core runs its own
-    tile; a unit run once per frame gets one stream with every thread."""
+    tile; a unit run once per frame gets one stream with every thread. :func:`runtime_py.stream.render_streaming`
+    feeds a runner as many windows at once as it has streams; a caller that runs the windows one after another
+    (``ArtifactPipeline.run``) should pass ``streams=1``, or each window gets only one stream's threads."""
     from runtime_py.artifacts import TILING
     if TILING.get(unit) in ("frame", "quarter"):
         return 1
