@@ -28,6 +28,7 @@ naming the package.
 from __future__ import annotations
 
 import json
+import queue
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,12 +453,13 @@ class OpenVinoRunner(_Base):
 
     ``precision``: ``"f32"`` (default; OpenVINO itself would pick bf16 on a CPU with AMX or AVX512-BF16), ``"bf16"``
     or ``"f16"`` (its inference precision hint: convolutions and most elementwise ops in bfloat16 on
-    AMX/AVX512-BF16, or float16 on AVX512-FP16/AMX-FP16; inputs and outputs stay float32). OpenVINO's compiled-model
-    cache key does not tell ``f16`` from ``f32``: give each hint its own ``cache_dir``. ``streams`` > 1: that many
-    OpenVINO streams share the threads and :meth:`run` may be called from as many threads at once
-    (``concurrency``), e.g. two tiles on two cores each with one thread, instead of one tile on both. ``threads`` default to :func:`default_threads`; no CPU pinning (the host is
-    shared). ``cache_dir``: OpenVINO's compiled-model cache (created; a later load of the same file and settings
-    skips the compile). Declared fp16 inputs are cast like :class:`OnnxRunner` does.
+    AMX/AVX512-BF16, or float16 on AVX512-FP16/AMX-FP16; inputs and outputs stay float32). ``streams`` > 1: that
+    many OpenVINO streams share the threads and :meth:`run` may be called from as many threads at once
+    (``concurrency``), e.g. two tiles on two cores each with one thread, instead of one tile on both. ``threads``
+    default to :func:`default_threads`; no CPU pinning (the host is shared). ``cache_dir``: OpenVINO's compiled-model
+    cache (created; a later load of the same file and settings skips the compile), one subfolder per precision hint
+    (``cache_dir/f16``...): OpenVINO 2026.4's cache key does not tell ``f16`` from ``f32`` and handed an f16 compile
+    the f32 blob. Declared fp16 inputs are cast like :class:`OnnxRunner` does.
     """
 
     _OV_TYPES = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8", "i64": "int64", "i32": "int32"}
@@ -482,10 +484,10 @@ class OpenVinoRunner(_Base):
         else:
             config["PERFORMANCE_HINT"] = "LATENCY"
         if cache_dir:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(cache_dir)
+            folder = Path(cache_dir) / precision
+            folder.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(folder)
         self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
-        import queue
         self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # one per stream: run() is thread-safe
         for _ in range(self.concurrency):
             self._requests.put(self._compiled.create_infer_request())

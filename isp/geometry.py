@@ -101,13 +101,11 @@ class FrameGeometry:
     overlap: int = 32
 
     def __post_init__(self) -> None:
-        if self.tile is None:
-            _check_frame(_integer("width", self.width), _integer("height", self.height))
-            object.__setattr__(self, "tile", auto_tile(int(self.width), int(self.height),
-                                                       _integer("overlap", self.overlap)))
-        for name in ("width", "height", "tile", "overlap"):
+        for name in ("width", "height", "overlap"):
             object.__setattr__(self, name, _integer(name, getattr(self, name)))
         _check_frame(self.width, self.height)
+        tile = auto_tile(self.width, self.height, self.overlap) if self.tile is None else _integer("tile", self.tile)
+        object.__setattr__(self, "tile", tile)
         if self.tile < MIN_TILE:
             raise ValueError(f"geometry: tile must be at least {MIN_TILE} pixels, got {self.tile}")
         if not 0 <= self.overlap < self.tile:

@@ -13,9 +13,8 @@ chain), and the BGU slice in float16 (AVX512-FP16: 0.073 -> 0.051 s per 512-px t
 only the slice in float16 71-93 dB against float32 on the shipped DNGs). The denoiser in bfloat16 fell to 39-41 dB
 (its output feeds every later unit) and was not faster in float16, so it stays float32, as do the bilateral-grid fit
 (small linear systems) and the photofinishing units (the LTM network was slower in float16). Compiled models are
-cached in :func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache), one folder per precision hint (OpenVINO
-2026.4's cache key does not tell a float16 compile from a float32 one: sharing a folder handed one the other's
-blob), so only a set's first run pays OpenVINO's compile time. The tiled units run one OpenVINO stream per core
+cached in :func:`cache_dir` (``ISP_OPENVINO_CACHE``; empty: no cache; the runner keeps one folder per precision
+hint there, since OpenVINO 2026.4's cache key does not tell a float16 compile from a float32 one), so only a set's first run pays OpenVINO's compile time. The tiled units run one OpenVINO stream per core
 (:func:`tile_streams`): each core computes its own window with one thread instead of both threads sharing one
 window (the NAFNets' layer norms and gates are memory-bound and synchronise often): 12 MP on the 2-core Xeon,
 in-process, quiet, 2 rounds: denoise + colour pass 5.05 / 4.76 -> 4.24 / 4.20 s, slice + enhance pass 8.10 / 8.07
@@ -116,10 +115,9 @@ def _selection_class() -> type:
             if not self._on_openvino(artifact):
                 return super()._load(unit, artifact)
             from convert.runtimes import OpenVinoRunner
-            hint = unit_precision(self.runtime, unit, artifact.precision)
-            cache = cache_dir()
-            return OpenVinoRunner(artifact.path, artifact.input_names, artifact.output_names, precision=hint,
-                                  cache_dir=cache / hint if cache else None, streams=tile_streams(unit, self.streams))
+            return OpenVinoRunner(artifact.path, artifact.input_names, artifact.output_names,
+                                  precision=unit_precision(self.runtime, unit, artifact.precision),
+                                  cache_dir=cache_dir(), streams=tile_streams(unit, self.streams))
 
         def _load_label(self, unit: str, artifact: Any) -> str:
             return (f" on OpenVINO {unit_precision(self.runtime, unit, artifact.precision)}"

@@ -176,6 +176,7 @@ def render_streaming(pipe, raw: Any, illum: Any, ccm: Any,
 
     slicer, enhance = _Unit(pipe, "upsample_slice"), _Unit(pipe, "enhance")
     srgb = np.zeros((H, W, 3), dtype=np.float32)
+
     def slice_enhance(y0: int, x0: int) -> np.ndarray:
         ops = [t.numpy() for t in slice_operands(grid, (y0, x0), (th, tw), (H, W), *pipe.window)]
         return enhance(slicer(_window(lsrgb, y0, x0, th, tw), *ops))
